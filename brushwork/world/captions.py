@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from brushwork.world import vocab
-from brushwork.world.grammar import LEADS, Group, Spec
+from brushwork.world.grammar import LEADS, Group, Spec, article
 from brushwork.world.holdout import NO_HOLDOUT, Holdout
 from brushwork.world.scene import Scene
 
@@ -132,7 +132,7 @@ def caption(spec: Spec, scene: Scene, rng: np.random.Generator) -> str:
         body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + _choice(rng, (" and ", ", and ")) + parts[-1]
     text = body
     if rng.random() < (0.9 if spec.background else 0.4):
-        text += f" {_choice(rng, ('on', 'on', 'against', 'with'))} a {scene.background} background"
+        text += f" {_choice(rng, ('on', 'on', 'against', 'with'))} {article(scene.background)} {scene.background} background"
     if rng.random() < 0.2:
         lead = _choice(rng, LEADS[:5])
         text = f"{lead} {text}"

@@ -244,6 +244,10 @@ def _starts_with_vowel(g: Group, size_word: str | None) -> bool:
     return first[0] in "aeiou"
 
 
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def region_text(region: str) -> str:
     return {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
             "center": "in the center"}.get(region, f"in the {region} corner")
@@ -263,5 +267,5 @@ def format_spec(spec: Spec) -> str:
     else:
         body = ", ".join(parts[:-1]) + " and " + parts[-1]
     if spec.background:
-        body += f" on a {spec.background} background"
+        body += f" on {article(spec.background)} {spec.background} background"
     return body
