@@ -18,6 +18,7 @@ from brushwork.errors import BrushworkError
 COMMAND_MODULES = [
     "brushwork.world.commands",
     "brushwork.evaluate.commands",
+    "brushwork.models.commands",
 ]
 
 

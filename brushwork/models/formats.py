@@ -118,8 +118,12 @@ def _sniff_safetensors(p: Path, head: bytes, size: int) -> Sniffed | None:
     if len(head) < 9 or head[8:9] != b"{":
         return None
     (n,) = struct.unpack("<Q", head[:8])
-    if n < 2 or n > MAX_HEADER:
+    if n < 2:
         return None
+    if n > MAX_HEADER:
+        raise ModelFileError(
+            f"{p.name}: safetensors header of {n} bytes exceeds the {MAX_HEADER // 2**20} MiB cap; refusing to read it"
+        )
     if 8 + n > size:
         raise ModelFileError(
             f"{p.name}: truncated safetensors file: its header alone needs {8 + n} bytes, "

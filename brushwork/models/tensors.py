@@ -24,8 +24,12 @@ def read_state_dict(s: Sniffed, *, allow_pickle: bool = False) -> tuple[dict[str
     if s.format == "safetensors":
         from safetensors.torch import load_file
 
+        extras: dict[str, Any] = {}
+        step = s.metadata.get("brushwork.global_step")  # kept by 'models convert' (SD2 512 vs 768)
+        if step is not None and step.isdigit():
+            extras["global_step"] = int(step)
         try:
-            return load_file(str(s.path)), {}
+            return load_file(str(s.path)), extras
         except Exception as exc:  # noqa: BLE001 - the header was valid; the body is not
             raise ModelFileError(f"{s.path.name}: unreadable safetensors body ({_one_line(exc)})") from None
     if s.format == "pickle":
