@@ -293,7 +293,7 @@ def _load_folder(path: Path, *, dtype, allow_pickle, card) -> tuple[Any, str, st
     if kind not in CHECKPOINT_KINDS:
         raise ModelFileError(f"{path.name}/: a {index.get('_class_name')} folder; only SD1/SD2/SDXL pipelines load")
     names = ["unet", "vae", "text_encoder"] + (["text_encoder_2"] if kind == "sdxl" else [])
-    use_st = True
+    use_st: dict[str, bool] = {}
     for comp in names:
         sub = path / comp
         if not sub.is_dir():
@@ -301,21 +301,25 @@ def _load_folder(path: Path, *, dtype, allow_pickle, card) -> tuple[Any, str, st
         files = component_weight_files(sub)
         if not files:
             raise ModelFileError(f"{path.name}/{comp}/: no weight files")
+        use_st[comp] = True
         for f in files:
             s = sniff(f)
             if s.format == "pickle":
                 if not allow_pickle:
                     raise pickle_refusal(s)
-                use_st = False
+                use_st[comp] = False
             elif s.format != "safetensors":
                 raise ModelFileError(f"{path.name}/{comp}/{f.name}: not a weight file (content is {s.format})")
-    common = {"local_files_only": True, "use_safetensors": use_st}
+
+    def opts(comp: str) -> dict:
+        return {"subfolder": comp, "local_files_only": True, "use_safetensors": use_st[comp]}
+
     no_accel = {"low_cpu_mem_usage": False}  # accelerate is not a dependency; say so instead of warning
     try:
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype, **common, **no_accel)
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype, **common, **no_accel)
-        te = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype, **common)
-        te2 = (CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2", dtype=dtype, **common)
+        unet = UNet2DConditionModel.from_pretrained(path, torch_dtype=dtype, **opts("unet"), **no_accel)
+        vae = AutoencoderKL.from_pretrained(path, torch_dtype=dtype, **opts("vae"), **no_accel)
+        te = CLIPTextModel.from_pretrained(path, dtype=dtype, **opts("text_encoder"))
+        te2 = (CLIPTextModelWithProjection.from_pretrained(path, dtype=dtype, **opts("text_encoder_2"))
                if kind == "sdxl" else None)
     except (OSError, ValueError, RuntimeError) as exc:
         first = " ".join(str(exc).split())[:300]
