@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from brushwork.cli import main
+from brushwork.errors import InvalidParameter, PromptError
+from brushwork.evaluate.adherence import renderer_generate, run_adherence
+from brushwork.evaluate.judge_eval import evaluate_judge
+from brushwork.evaluate.prompt_sets import GENEVAL_CATEGORIES, load_prompts
+
+
+def test_committed_benchmark_shape():
+    prompts = load_prompts()
+    assert len(prompts) >= 300
+    for c in GENEVAL_CATEGORIES:
+        assert sum(p.category == c for p in prompts) >= 50
+    assert sum(p.unseen for p in prompts) >= 0.1 * len(prompts)
+    counts = [g.count for p in prompts if p.category == "counting" for g in p.spec.groups]
+    assert sum(c >= 2 for c in counts) > 0.75 * len(counts)
+    rels = [p.spec.relation for p in prompts if p.category == "position"]
+    assert max(rels.count(r) for r in set(rels)) - min(rels.count(r) for r in set(rels)) <= 1
+
+
+def test_judge_measures_on_a_sample():
+    prompts = load_prompts()[::8]  # every category
+    res = evaluate_judge(prompts, seeds=(0,), renders=2, size=64, workers=1)
+    assert res["accuracy_on_truth"] >= 0.995
+    assert res["accuracy_on_degraded"] >= 0.95
+    for kind, rate in res["false_pass_by_type"].items():
+        assert rate is None or rate <= 0.01, kind
+
+
+def test_renderer_is_a_perfect_model(tmp_path):
+    prompts = load_prompts()[::10]
+    rep = run_adherence(prompts, renderer_generate(64), images_per_prompt=2, model="renderer", out_dir=tmp_path)
+    assert rep["overall"] == 1.0 and rep["unseen"] == 1.0
+    assert set(GENEVAL_CATEGORIES) <= set(rep["categories"])
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["overall"] == 1.0 and len(saved["per_prompt"]) == len(prompts)
+    assert "overall" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "samples.png").stat().st_size > 0
+
+
+def test_broken_generator_scores_zero():
+    prompts = load_prompts()[::40]
+    import numpy as np
+    rep = run_adherence(prompts, lambda bp, s, n: [np.full((64, 64, 3), 255, np.uint8)] * n, images_per_prompt=1)
+    assert rep["overall"] == 0.0
+
+
+@pytest.mark.parametrize("content, err, msg", [
+    ('{"prompt": "a red circle", "category": "nope"}\n', InvalidParameter, "unknown category 'nope'"),
+    ('{"prompt": "a red zebra", "category": "colors"}\n', PromptError, ":1: cannot parse 'zebra'"),
+    ('not json\n', InvalidParameter, ":1: not JSON"),
+    ('\n', InvalidParameter, "no prompts"),
+])
+def test_bad_prompt_files(tmp_path, content, err, msg):
+    f = tmp_path / "p.jsonl"
+    f.write_text(content)
+    with pytest.raises(err, match=msg):
+        load_prompts(f)
+
+
+def test_any_prompt_file_unseen_optional(tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "two red stars", "category": "counting"}\n')
+    (p,) = load_prompts(f)
+    assert p.unseen is False
+
+
+def test_eval_cli_renderer(tmp_path, capsys):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "a blue star", "category": "colors", "unseen": true}\n'
+                 '{"prompt": "a circle above a cross", "category": "position"}\n')
+    assert main(["eval", "adherence", "--prompts", str(f), "--model", "renderer", "--images-per-prompt", "2",
+                 "--out", str(tmp_path / "r")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["unseen"] == 1.0 and out["categories"] == {"colors": 1.0, "position": 1.0}
