@@ -1,0 +1,70 @@
+"""Resumable training state: model weights (safetensors), optimizer and EMA state, step, losses.
+
+A checkpoint is a folder written under a temporary name and renamed into place, so a run killed
+mid-save leaves the previous checkpoint intact. Optimizer state is loaded with
+``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+class EMA:
+    """Exponential moving average of parameters, with warm-up ``min(decay, (1+s)/(10+s))``."""
+
+    def __init__(self, module: torch.nn.Module, decay: float = 0.999):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for k, v in module.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(d).add_(v.float(), alpha=1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+    def copy_to(self, module: torch.nn.Module) -> None:
+        module.load_state_dict({k: v.to(module.state_dict()[k].dtype) for k, v in self.shadow.items()})
+
+
+def save_checkpoint(folder: Path, step: int, modules: dict, emas: dict, optimizer, losses: list[float],
+                    extra: dict | None = None) -> None:
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, m in modules.items():
+        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, tmp / f"{name}.safetensors")
+    for name, e in emas.items():
+        save_file({k: v.contiguous() for k, v in e.shadow.items()}, tmp / f"{name}.ema.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "saved": time.time(), **(extra or {})}))
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, modules: dict, emas: dict, optimizer) -> tuple[int, list[float], dict]:
+    """Restore into the given objects; return (step, losses, state). Step 0 if there is none."""
+    folder = Path(folder)
+    if not (folder / "state.json").is_file():
+        return 0, [], {}
+    for name, m in modules.items():
+        m.load_state_dict(load_file(folder / f"{name}.safetensors"))
+    for name, e in emas.items():
+        e.shadow = load_file(folder / f"{name}.ema.safetensors")
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    state = json.loads((folder / "state.json").read_text())
+    return int(state["step"]), list(state["losses"]), state

@@ -1,0 +1,130 @@
+"""Train the denoiser (UNet) and, optionally jointly, the text encoder on cached VAE latents.
+
+Objective: v-prediction with min-SNR-γ loss weighting (Hang et al. 2023), captions dropped to
+the empty prompt with probability ``uncond_p`` so classifier-free guidance works, EMA weights
+for sampling. Everything random at step ``s`` is seeded from ``(seed, s)``: a resumed run is the
+same as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from brushwork.train.checkpoint import EMA, load_checkpoint, save_checkpoint
+from brushwork.train.data import batch_indices, load_imagefolder
+from brushwork.train.plot import loss_curve
+from brushwork.train.vae import encode_all
+
+DEFAULT_UNET_CONFIG = dict(
+    sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(64, 128, 192),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    cross_attention_dim=128, attention_head_dim=4, norm_num_groups=32,
+)
+DEFAULT_TEXT_CONFIG = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4,
+                           max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=128)
+DEFAULT_SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                                beta_end=0.02, prediction_type="v_prediction", steps_offset=1,
+                                timestep_spacing="trailing", clip_sample=False)
+
+
+def make_text_encoder(tokenizer: CLIPTokenizer, config: dict | None = None) -> CLIPTextModel:
+    cfg = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         **(config or DEFAULT_TEXT_CONFIG))
+    return CLIPTextModel(cfg)
+
+
+def _latent_cache(out_dir: Path, data_dir, vae: AutoencoderKL, data) -> tuple[torch.Tensor, torch.Tensor]:
+    path = out_dir / "latents.safetensors"
+    if path.is_file():
+        t = load_file(path)
+        if t["mean"].shape[0] == len(data):
+            return t["mean"], t["std"]
+    mean, std = encode_all(vae, data.load_images())
+    save_file({"mean": mean.contiguous(), "std": std.contiguous()}, path)
+    return mean, std
+
+
+def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, batch: int = 64, lr: float = 3e-4,
+               warmup: int = 200, uncond_p: float = 0.1, snr_gamma: float = 5.0, train_text_encoder: bool = True,
+               seed: int = 0, max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
+               text_config: dict | None = None, progress: bool = True) -> dict:
+    """Train (or resume). Returns {"done": bool, "step": int, "unet": UNet, "text_encoder": TE} with EMA
+    weights loaded when done."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    data = load_imagefolder(data_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+    vae = AutoencoderKL.from_pretrained(str(vae_dir)).eval()
+    scale = float(vae.config.scaling_factor)
+    mean, std = _latent_cache(out_dir, data_dir, vae, data)
+    ids = tokenizer(data.texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    unet = UNet2DConditionModel(**(unet_config or DEFAULT_UNET_CONFIG))
+    te = make_text_encoder(tokenizer, text_config)
+    te.requires_grad_(train_text_encoder)
+    sched = DDPMScheduler(**DEFAULT_SCHEDULER_CONFIG)
+    params = list(unet.parameters()) + (list(te.parameters()) if train_text_encoder else [])
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    modules = {"unet": unet, "text_encoder": te}
+    emas = {"unet": EMA(unet), "text_encoder": EMA(te)}
+    ckpt = out_dir / "checkpoint"
+    step, losses, _ = load_checkpoint(ckpt, modules, emas, opt)
+    alphas = sched.alphas_cumprod
+    snr_all = alphas / (1 - alphas)
+    start = time.monotonic()
+    bar = tqdm(total=steps, initial=step, desc="unet", disable=not progress)
+    unet.train()
+    te.train(train_text_encoder)
+    while step < steps:
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / warmup)
+        idx = torch.from_numpy(batch_indices(data.weights, seed, step, batch))
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        lat = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=gen)) * scale
+        tok = ids[idx].clone()
+        drop = torch.rand(batch, generator=gen) < uncond_p
+        tok[drop] = empty[0]
+        noise = torch.randn(lat.shape, generator=gen)
+        t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen)
+        noisy = sched.add_noise(lat, noise, t)
+        target = sched.get_velocity(lat, noise, t)
+        cond = te(tok).last_hidden_state
+        pred = unet(noisy, t, cond).sample
+        snr = snr_all[t]
+        weight = torch.clamp(snr, max=snr_gamma) / (snr + 1)  # min-SNR-γ for v-prediction
+        loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        for name, m in modules.items():
+            emas[name].update(m, step)
+        losses.append(float(loss))
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        out_of_time = max_minutes is not None and time.monotonic() - start > max_minutes * 60
+        if step % ckpt_every == 0 or step == steps or out_of_time:
+            save_checkpoint(ckpt, step, modules, emas, opt, losses)
+            loss_curve(losses, out_dir / "unet_loss.png", "UNet loss (v-pred, min-SNR weighted)")
+        if out_of_time and step < steps:
+            bar.close()
+            return {"done": False, "step": step, "unet": unet, "text_encoder": te}
+    bar.close()
+    for name, m in modules.items():
+        emas[name].copy_to(m)
+        m.eval()
+    return {"done": True, "step": step, "unet": unet, "text_encoder": te, "tokenizer": tokenizer, "vae": vae,
+            "scheduler_config": DEFAULT_SCHEDULER_CONFIG}

@@ -1,0 +1,114 @@
+"""The default model's recipe, as one resumable command: ``brushwork train recipe --work DIR``.
+
+Stages (each skipped when its output exists, each resumable from its checkpoint):
+
+1. ``dataset``   – shapes-world imagefolder, 64 px, the default holdout applied by scene;
+2. ``tokenizer`` – a word-level BPE vocabulary for the captions (a ``CLIPTokenizer``);
+3. ``vae``       – ``AutoencoderKL``, factor 4 (64 px ↔ 4×16×16), trained on 32 px crops;
+4. ``unet``      – UNet + CLIP text encoder trained jointly on cached latents (v-prediction,
+                   min-SNR-γ, EMA), checkpointing as it goes;
+5. ``export``    – a diffusers folder (``model_index.json``, fp16 safetensors) in ``DIR/model``.
+
+``--max-minutes`` stops cleanly (checkpoint saved) so that each run fits a time budget; run the
+same command again to continue. Every run exports the current EMA weights, so a partial model
+can be evaluated; ``DIR/model/brushwork_training.json`` says how far training got.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+RECIPE_VERSION = 1
+
+
+@dataclass
+class Recipe:
+    images: int = 50_000
+    size: int = 64
+    seed: int = 0
+    vae_steps: int = 1500
+    unet_steps: int = 6000
+    unet_batch: int = 64
+
+
+def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: float | None = None,
+               progress: bool = True, log=print) -> dict:
+    import torch
+
+    from brushwork.train.diffusion import DEFAULT_SCHEDULER_CONFIG, train_unet
+    from brushwork.train.tokenizer import build_tokenizer, corpus_words
+    from brushwork.train.vae import train_vae
+    from brushwork.world.dataset import make_dataset
+    from brushwork.world.holdout import load_holdout
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "recipe.json").write_text(json.dumps({"version": RECIPE_VERSION, **asdict(recipe)}, indent=1))
+    t0 = time.monotonic()
+
+    def left() -> float | None:
+        return None if max_minutes is None else max_minutes - (time.monotonic() - t0) / 60
+
+    data = work / "dataset"
+    if not (data / "metadata.jsonl").is_file():
+        log(f"[1/5] dataset: {recipe.images} images at {recipe.size}px")
+        make_dataset(data, recipe.images, seed=recipe.seed, size=recipe.size, holdout=load_holdout())
+    tok_dir = work / "tokenizer"
+    if not (tok_dir / "vocab.json").is_file():
+        log("[2/5] tokenizer")
+        texts = [json.loads(line)["text"] for line in (data / "metadata.jsonl").read_text().splitlines()]
+        build_tokenizer(corpus_words(texts) | _grammar_words(), tok_dir)
+    vae_dir = work / "vae" / "vae"
+    if not (vae_dir / "config.json").is_file():
+        log(f"[3/5] vae: {recipe.vae_steps} steps")
+        out = train_vae(data, work / "vae", steps=recipe.vae_steps, seed=recipe.seed, max_minutes=left(),
+                        progress=progress)
+        if out != vae_dir:
+            return {"done": False, "stage": "vae"}
+    log(f"[4/5] unet + text encoder: {recipe.unet_steps} steps")
+    res = train_unet(data, vae_dir, tok_dir, work / "unet", steps=recipe.unet_steps, batch=recipe.unet_batch,
+                     seed=recipe.seed, max_minutes=left(), progress=progress)
+    log("[5/5] export")
+    export(work, res["done"], res["step"], recipe, DEFAULT_SCHEDULER_CONFIG)
+    return {"done": res["done"], "stage": "unet" if not res["done"] else "done", "step": res["step"]}
+
+
+def _grammar_words() -> set[str]:
+    from brushwork.train.tokenizer import corpus_words
+    from brushwork.world import vocab
+    from brushwork.world.grammar import LEADS, REGION_PHRASES, RELATION_PHRASES
+
+    texts = [*LEADS, *REGION_PHRASES, *RELATION_PHRASES, *vocab.COUNT_WORDS, *vocab.SIZE_WORDS, *vocab.PALETTE,
+             *vocab.SHAPES, *vocab.PLURALS.values(), "and , . background against with on medium"]
+    return corpus_words(texts)
+
+
+def export(work: Path, done: bool, step: int, recipe: Recipe, scheduler_config: dict) -> Path:
+    """Assemble the EMA weights into a diffusers folder at ``work/model`` (fp16 safetensors)."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from safetensors.torch import load_file
+    from transformers import CLIPTokenizer
+
+    from brushwork.train.diffusion import DEFAULT_UNET_CONFIG, make_text_encoder
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(work / "tokenizer"))
+    unet = UNet2DConditionModel(**DEFAULT_UNET_CONFIG)
+    te = make_text_encoder(tokenizer)
+    ck = work / "unet" / "checkpoint"
+    unet.load_state_dict(load_file(ck / "unet.ema.safetensors"))
+    te.load_state_dict(load_file(ck / "text_encoder.ema.safetensors"))
+    vae = AutoencoderKL.from_pretrained(str(work / "vae" / "vae"))
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer, unet=unet,
+                                   scheduler=DDPMScheduler(**scheduler_config), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    out = work / "model"
+    pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    (out / "brushwork_training.json").write_text(json.dumps(
+        {"recipe_version": RECIPE_VERSION, "recipe": asdict(recipe), "unet_steps_done": step, "complete": done},
+        indent=1))
+    return out
