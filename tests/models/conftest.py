@@ -20,9 +20,9 @@ def home(tmp_path, monkeypatch):
     return h
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """Make every outgoing connection fail, and record the attempts."""
+    """Every test here runs with the network unreachable; the attempts (there should be none) are recorded."""
     attempts: list = []
 
     def refuse(*args, **kwargs):
