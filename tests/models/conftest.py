@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import socket
+import sys
+from pathlib import Path
 
 import pytest
 
-import tinymodels as tiny
+# --import-mode=importlib does not put test folders on sys.path; the tiny-model helpers live here.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tinymodels as tiny  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
