@@ -129,3 +129,32 @@ def test_folder_with_pickled_weights_is_refused(fixtures, tmp_path):
         inspect_model(folder)
     m = load_pipeline(str(folder), allow_pickle=True)  # diffusers reads .bin with weights_only=True
     assert m.kind == "sd1"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_engine_and_generate_command_refuse(tmp_path, monkeypatch, capsys, variant):
+    """The engine's Studio (what 'generate --model' uses), and the generate command once it exists."""
+    api = pytest.importorskip("brushwork.engine.api")
+    path, marker = _malicious(tmp_path, variant)
+    for allow in (False, True):
+        with pytest.raises(ModelFileError):
+            api.Studio(allow_pickle=allow).model(str(path))
+    from brushwork import cli
+
+    parser = cli.build_parser() if _importable(cli.COMMAND_MODULES) else None
+    sub = next((a for a in (parser._actions if parser else []) if getattr(a, "choices", None)), None)
+    if sub is not None and "generate" in sub.choices:
+        for flags in ([], ["--allow-pickle"]):
+            try:
+                code = cli.main(["generate", "a red circle", "--model", str(path), *flags])
+            except SystemExit as exc:  # an argument the command spells differently: still a refusal
+                code = exc.code
+            capsys.readouterr()
+            assert code == 2
+    assert not marker.exists()
+
+
+def _importable(modules) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in modules)
