@@ -16,6 +16,7 @@ from brushwork.errors import BrushworkError
 
 # One line per area; order is the order in ``brushwork --help``.
 COMMAND_MODULES = [
+    "brushwork.engine.commands",
     "brushwork.world.commands",
     "brushwork.evaluate.commands",
     "brushwork.models.commands",

@@ -1,0 +1,106 @@
+"""CLI: ``brushwork generate``, ``brushwork samplers``, ``brushwork png-info``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from brushwork.engine.params import CFG_RANGE, COUNT_RANGE, STEPS_RANGE
+from brushwork.errors import InvalidParameter
+
+
+def register(sub) -> None:
+    g = sub.add_parser("generate", help="generate images from a prompt (txt2img)")
+    g.add_argument("prompt", nargs="?", default=None, help="prompt text; empty means unconditional")
+    g.add_argument("-n", "--count", dest="n", type=int, default=None, help=f"images, {COUNT_RANGE[0]}-{COUNT_RANGE[1]} (default 1)")
+    g.add_argument("--seed", type=int, default=None, help="seed of image 0 (image i uses seed+i); default random")
+    g.add_argument("--steps", type=int, default=None, help=f"denoising steps, {STEPS_RANGE[0]}-{STEPS_RANGE[1]} (default 20)")
+    g.add_argument("--cfg", type=float, default=None, help=f"guidance scale, {CFG_RANGE[0]:g}-{CFG_RANGE[1]:g} (default 7)")
+    g.add_argument("--sampler", default=None, help="A1111 sampler name (see 'brushwork samplers'); default DPM++ 2M")
+    g.add_argument("--scheduler", default=None, help="schedule type: Automatic, Karras, Exponential, …")
+    g.add_argument("--negative", default=None, help="negative prompt")
+    g.add_argument("--width", type=int, default=None)
+    g.add_argument("--height", type=int, default=None)
+    g.add_argument("--model", default=None, help="registry name, diffusers folder or single file (default: bundled)")
+    g.add_argument("--out", default="outputs", help="output folder (default ./outputs)")
+    g.add_argument("--grid", action="store_true", help="also write a contact sheet of the batch")
+    g.add_argument("--from-png", metavar="FILE", help="re-make an image from its PNG metadata")
+    g.add_argument("--commercial", action="store_true", help="refuse models whose licence forbids commercial use")
+    g.add_argument("--allow-pickle", action="store_true", help="read pickled weights (weights_only=True only)")
+    g.add_argument("--dtype", default="fp32", help="fp32 (default), bf16 or fp16")
+    g.set_defaults(handler=_generate)
+
+    s = sub.add_parser("samplers", help="list sampler names and schedule types")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=_samplers)
+
+    p = sub.add_parser("png-info", help="print an image's A1111 parameters and brushwork JSON")
+    p.add_argument("file")
+    p.set_defaults(handler=_png_info)
+
+
+def params_from_args(args):
+    from brushwork.engine.metadata import params_from_infotext, read_png_info
+    from brushwork.engine.params import GenerationParams
+
+    base: dict = {}
+    if args.from_png:
+        info = read_png_info(args.from_png)
+        if info.get("brushwork") and isinstance(info["brushwork"].get("params"), dict):
+            base = GenerationParams.from_json(json.dumps(info["brushwork"]["params"])).model_dump()
+        elif info.get("parameters"):
+            base = params_from_infotext(info["parameters"]).model_dump()
+        else:
+            raise InvalidParameter(f"{args.from_png} carries no generation parameters")
+    flags = {"prompt": args.prompt, "n": args.n, "seed": args.seed, "steps": args.steps, "cfg_scale": args.cfg,
+             "sampler": args.sampler, "scheduler": args.scheduler, "negative_prompt": args.negative,
+             "width": args.width, "height": args.height, "model": args.model}
+    values = {**base, **{k: v for k, v in flags.items() if v is not None}}
+    if args.commercial:
+        values["commercial"] = True
+    return GenerationParams.build(**values)
+
+
+def _generate(args) -> int:
+    from tqdm.auto import tqdm
+
+    from brushwork.engine.api import Studio, writable_dir
+
+    params = params_from_args(args)
+    writable_dir(args.out)  # refuse before spending time on generation
+    studio = Studio(dtype=args.dtype, allow_pickle=args.allow_pickle)
+    bar = tqdm(total=params.steps, desc="generate", file=sys.stderr, leave=False)
+
+    def on_step(i, total, _latents):
+        bar.total = total
+        bar.n = i
+        bar.refresh()
+
+    gen = studio.generate(params, on_step=on_step)
+    bar.close()
+    for path in studio.save(gen, args.out, grid=args.grid):
+        print(path)
+    print(f"seed {gen.params.seed}, model {gen.model_name}", file=sys.stderr)
+    return 0
+
+
+def _samplers(args) -> int:
+    from brushwork.engine.samplers import list_samplers, list_schedule_types
+
+    samplers, schedules = list_samplers(), list_schedule_types()
+    if args.json:
+        print(json.dumps({"samplers": samplers, "schedule_types": schedules}, indent=1))
+        return 0
+    for s in samplers:
+        print(f"{s['name']:<12} schedules: {', '.join(s['schedule_types'])}{'  (stochastic, seeded)' if s['stochastic'] else ''}")
+    print("schedule types: " + ", ".join(t["label"] for t in schedules))
+    return 0
+
+
+def _png_info(args) -> int:
+    from brushwork.engine.metadata import read_png_info
+
+    info = read_png_info(args.file)
+    print(info.get("parameters") or "(no A1111 parameters chunk)")
+    print(json.dumps(info.get("brushwork"), indent=1, sort_keys=True) if info.get("brushwork") else "(no brushwork chunk)")
+    return 0
