@@ -19,7 +19,9 @@ COMMAND_MODULES = [
     "brushwork.engine.commands",
     "brushwork.world.commands",
     "brushwork.evaluate.commands",
+    "brushwork.train.commands",
     "brushwork.models.commands",
+    "brushwork.serve.commands",
 ]
 
 
@@ -37,7 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep library chatter (weight-loading bars, optional-backend notices) off the CLI's stderr."""
+    import logging
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("transformers", "diffusers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

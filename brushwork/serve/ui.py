@@ -1,0 +1,180 @@
+"""The web UI: Gradio, mounted at ``/ui`` in the same server, over the same queue as the APIs.
+
+Generate tab: a job from here waits in the server's own line, behind API jobs, and the page
+shows that line ("Queue 2/5 · ~14 s", from measured step times), then a progress bar, then the
+images (the output files themselves). Gallery tab: the outputs folder, newest first; picking an
+image shows its PNG parameters and "Reuse these settings" copies them into the Generate tab.
+
+Gradio's own queue never holds a job back (``concurrency_limit=None``): the only line is ours.
+"""
+
+import html
+import time
+
+from brushwork.engine.params import CFG_RANGE, STEPS_RANGE
+from brushwork.errors import BrushworkError
+from brushwork.serve.service import Service
+
+POLL_SECONDS = 0.3
+
+
+def status_html(job) -> str:
+    """The one line shown under the Generate button."""
+    if job.status == "queued":
+        eta = f" · ~{job.eta:.0f} s" if job.eta is not None else ""
+        return f'<div class="bw-status" data-status="queued">Queue {job.position}/{job.queue_length}{eta}</div>'
+    if job.status == "running":
+        total = job.total_steps or job.steps
+        eta = f" · ~{job.eta:.0f} s left" if job.eta is not None else ""
+        return (f'<div class="bw-status" data-status="running">Generating · step {job.step}/{total}{eta}'
+                f'<br><progress value="{job.step}" max="{total}" style="width:100%"></progress></div>')
+    if job.status == "done":
+        secs = (job.finished_at or 0) - (job.started_at or 0)
+        return f'<div class="bw-status" data-status="done">Done in {secs:.1f} s</div>'
+    return (f'<div class="bw-status" data-status="{job.status}">{job.status.capitalize()}: '
+            f'{html.escape(job.error or "")}</div>')
+
+
+def job_markdown(job) -> str:
+    files = ", ".join(f"`{n}`" for n in job.outputs)
+    seed = (job.result or {}).get("seed", job.params.get("seed"))
+    return f"Job `{job.id}` · {job.status} · seed {seed}" + (f" · {files}" if files else "")
+
+
+def build_ui(service: Service):
+    import gradio as gr
+
+    from brushwork.engine.metadata import read_png_info
+    from brushwork.engine.samplers import list_samplers, list_schedule_types
+
+    samplers = [s["name"] for s in list_samplers()]
+    schedules = [s["label"] for s in list_schedule_types()]
+
+    def model_choices():
+        try:
+            names = [m["name"] for m in service.models()]
+        except BrushworkError:
+            names = []
+        current = service.current_model()
+        if current not in names:
+            names.insert(0, current)
+        return names, current
+
+    def gallery_items():
+        files = service.gallery()
+        return [(str(p), p.name) for p in files], [str(p) for p in files]
+
+    with gr.Blocks(title="brushwork", analytics_enabled=False) as ui:
+        gr.Markdown("## brushwork")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Generate", id="generate"):
+                prompt = gr.Textbox(label="Prompt", lines=2, elem_id="prompt")
+                negative = gr.Textbox(label="Negative prompt", elem_id="negative")
+                with gr.Row():
+                    model = gr.Dropdown(label="Model", choices=[], elem_id="model")
+                    sampler = gr.Dropdown(label="Sampler", choices=samplers, value="DPM++ 2M", elem_id="sampler")
+                    scheduler = gr.Dropdown(label="Schedule type", choices=schedules, value="Automatic")
+                with gr.Row():
+                    steps = gr.Slider(STEPS_RANGE[0], STEPS_RANGE[1], value=20, step=1, label="Steps", elem_id="steps")
+                    cfg = gr.Slider(CFG_RANGE[0], CFG_RANGE[1], value=7, step=0.5, label="CFG scale")
+                    seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)", elem_id="seed")
+                with gr.Row():
+                    width = gr.Slider(0, 2048, value=0, step=8, label="Width (0 = the model's native size)")
+                    height = gr.Slider(0, 2048, value=0, step=8, label="Height (0 = the model's native size)")
+                    count = gr.Slider(1, 16, value=1, step=1, label="Batch count")
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                    cancel = gr.Button("Cancel", elem_id="cancel")
+                status = gr.HTML(elem_id="queue-status")
+                result = gr.Gallery(label="Result", elem_id="result", columns=4, height="auto", format="png")
+                info = gr.Markdown(elem_id="job-info")
+                job_id = gr.State(None)
+            with gr.Tab("Gallery", id="gallery"):
+                refresh = gr.Button("Refresh", elem_id="gallery-refresh")
+                gallery = gr.Gallery(label="Outputs", elem_id="gallery", columns=6, height="auto")
+                picked_info = gr.Textbox(label="Parameters (PNG info)", lines=4, interactive=False,
+                                         elem_id="gallery-info")
+                reuse = gr.Button("Reuse these settings", elem_id="reuse")
+                paths = gr.State([])
+                picked = gr.State(None)
+
+        def run(prompt_v, negative_v, model_v, sampler_v, scheduler_v, steps_v, cfg_v, seed_v, w, h, n):
+            values = {"prompt": prompt_v or "", "negative_prompt": negative_v or "", "model": model_v or None,
+                      "sampler": sampler_v, "scheduler": scheduler_v, "steps": int(steps_v), "cfg_scale": float(cfg_v),
+                      "seed": None if seed_v is None or int(seed_v) < 0 else int(seed_v),
+                      "width": int(w) or None, "height": int(h) or None, "n": int(n)}
+            try:
+                params = service.prepare(values)
+                job = service.submit(params, source="ui")
+            except BrushworkError as exc:
+                raise gr.Error(str(exc)) from None
+            finished = False
+            try:
+                while True:
+                    job = service.queue.get(job.id)
+                    if job.finished:
+                        finished = True
+                        break
+                    yield job.id, status_html(job), gr.skip(), job_markdown(job)
+                    time.sleep(POLL_SECONDS)
+                images = [(str(service.config.outputs / name), name) for name in job.outputs]
+                yield job.id, status_html(job), images, job_markdown(job)
+            finally:
+                if not finished:  # the page went away: do not leave its job in line
+                    try:
+                        service.queue.cancel(job.id)
+                    except BrushworkError:
+                        pass
+
+        def stop(current):
+            if current:
+                try:
+                    service.queue.cancel(current)
+                except BrushworkError:
+                    pass
+
+        def load():
+            names, current = model_choices()
+            items, files = gallery_items()
+            return gr.update(choices=names, value=current), items, files
+
+        def pick(files, evt: gr.SelectData):
+            path = files[evt.index] if evt.index is not None and evt.index < len(files) else None
+            if path is None:
+                return "", None
+            try:
+                meta = read_png_info(path)
+            except BrushworkError as exc:
+                return f"(cannot read: {exc})", None
+            own = meta.get("brushwork") or {}
+            return meta.get("parameters") or "(no parameters)", own.get("params")
+
+        def reuse_settings(p):
+            if not p:
+                raise gr.Error("pick an image first")
+            return (p.get("prompt", ""), p.get("negative_prompt", ""), p.get("model") or gr.skip(),
+                    p.get("sampler", "DPM++ 2M"), p.get("scheduler", "Automatic"), p.get("steps", 20),
+                    p.get("cfg_scale", 7), p.get("seed", -1), p.get("width") or 0, p.get("height") or 0,
+                    gr.Tabs(selected="generate"))
+
+        inputs = [prompt, negative, model, sampler, scheduler, steps, cfg, seed, width, height, count]
+        generate.click(run, inputs, [job_id, status, result, info], concurrency_limit=None,
+                       show_progress="hidden")
+        cancel.click(stop, [job_id], None, concurrency_limit=None, show_progress="hidden")
+        ui.load(load, None, [model, gallery, paths], concurrency_limit=None, show_progress="hidden")
+        refresh.click(load, None, [model, gallery, paths], concurrency_limit=None, show_progress="hidden")
+        gallery.select(pick, [paths], [picked_info, picked], concurrency_limit=None, show_progress="hidden")
+        reuse.click(reuse_settings, [picked], [prompt, negative, model, sampler, scheduler, steps, cfg, seed,
+                                              width, height, tabs], concurrency_limit=None, show_progress="hidden")
+    return ui
+
+
+def mount_ui(app, service: Service) -> None:
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    gr.mount_gradio_app(app, build_ui(service), path="/ui", allowed_paths=[str(service.config.outputs.resolve())],
+                        ssr_mode=False, footer_links=[], run_history=False, mcp_server=False,
+                        enable_monitoring=False, show_error=True)
