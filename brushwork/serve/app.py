@@ -111,7 +111,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BrushworkError)
     async def brushwork_error(request: Request, exc: BrushworkError):
-        return error_response(request, exc.http_status, type(exc).__name__, str(exc), exc.field)
+        message = str(exc)
+        if exc.field and not message.startswith(f"{exc.field}:") and exc.field != "job":
+            message = f"{exc.field}: {message}"  # the detail always starts with the field it names
+        return error_response(request, exc.http_status, type(exc).__name__, message, exc.field)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from brushwork.engine.params import SEED_RANGE, GenerationParams
+from brushwork.engine.params import SCHEMA_VERSION, SEED_RANGE, GenerationParams
 from brushwork.errors import BrushworkError, InvalidParameter, NotFound
 from brushwork.serve.queue import Job, JobQueue
 
@@ -178,7 +178,11 @@ class Service:
 
         rename = rename or {}
         try:
-            params = GenerationParams.build(**values)
+            version = values.get("schema_version", SCHEMA_VERSION)
+            if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+                raise InvalidParameter(f"schema_version: this server reads parameters of schema version 1 to "
+                                       f"{SCHEMA_VERSION}, not {version!r}", field="schema_version")
+            params = GenerationParams.build(**{**values, "schema_version": SCHEMA_VERSION})
             sampler, schedule = resolve_sampler(params.sampler, params.scheduler)
             model = self.resolve_model(params.model, field="model")
             if params.commercial:
