@@ -54,12 +54,16 @@ class ServedModel:
     bundled: bool
 
 
-@pytest.fixture(scope="session")
-def served_model() -> ServedModel:
-    """The bundled model when installed; otherwise the tiny random model (said in the label)."""
+def _served() -> ServedModel:
     if BUNDLED.is_file():
         return ServedModel("default", "bundled model", True)
-    return ServedModel("tiny", "tiny random model (bundled model not installed)", False)
+    return ServedModel("tiny", "tiny random model, bundled model not installed", False)
+
+
+@pytest.fixture(scope="session", params=[_served()], ids=lambda m: m.label)
+def served_model(request) -> ServedModel:
+    """The bundled model when installed; otherwise the tiny random model (the test id says which)."""
+    return request.param
 
 
 def free_port() -> int:

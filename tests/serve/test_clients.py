@@ -1,0 +1,111 @@
+"""Real clients, unmodified, against a live server (no mock engine).
+
+The server runs the bundled model when it is installed, and otherwise the tiny random model in
+the same architecture; the test ids say which (``[bundled model]`` or ``[tiny random model …]``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dir, served_model, tools):
+    home = tools.make_home(tmp_path_factory.mktemp("clients") / "home", tiny_model_dir)
+    s = tools.LiveServer(home, model=served_model.name).start()
+    yield s
+    s.stop()
+
+
+def _not_blank(image: Image.Image) -> None:
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    assert pixels.std() > 1.0, "the image is a flat colour"
+
+
+def test_webuiapi_default_512(server, served_model):
+    """``WebUIApi(host, port).txt2img(prompt=…, seed=…)`` at its defaults (512×512, 20 steps, Euler a)."""
+    import webuiapi
+
+    print(f"model: {served_model.label}")
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
+    result = api.txt2img(prompt="a red circle above a blue square", seed=1234)
+    assert result.image.size == (512, 512)
+    result.image.load()
+    _not_blank(result.image)
+    assert isinstance(result.info, dict)
+    assert result.info["seed"] == 1234 and result.info["all_seeds"] == [1234]
+    assert result.info["width"] == 512 and result.info["sampler_name"] == "Euler a" and result.info["steps"] == 20
+    assert result.info["sd_model_name"] == served_model.name
+    assert "Seed: 1234" in result.info["infotexts"][0]
+    assert "Seed: 1234" in result.image.info["parameters"]  # the PNG carries its infotext
+    assert result.parameters["prompt"] == "a red circle above a blue square"
+
+
+def test_webuiapi_batches_random_seed_and_repeatability(server, served_model):
+    import webuiapi
+
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
+    result = api.txt2img(prompt="a green triangle", seed=7, batch_size=2, n_iter=2, width=64, height=64, steps=4)
+    assert len(result.images) == 4 and result.info["all_seeds"] == [7, 8, 9, 10]
+    again = api.txt2img(prompt="a green triangle", seed=9, width=64, height=64, steps=4)
+    # image i of a batch uses seed + i: the third image is the seed-9 image
+    assert np.array_equal(np.asarray(result.images[2]), np.asarray(again.image))
+    rnd = api.txt2img(prompt="a green triangle", width=64, height=64, steps=2)  # seed -1: random
+    assert isinstance(rnd.info["seed"], int) and rnd.info["seed"] >= 0
+    names = [m["model_name"] for m in api.get_sd_models()]
+    assert served_model.name in names
+    assert "Euler a" in [s["name"] for s in api.get_samplers()]
+    assert api.get_options()["sd_model_checkpoint"].startswith(served_model.name)
+
+
+def test_openai_b64_json_1024(server, served_model):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server.url}/v1", api_key="not-needed-on-loopback")
+    res = client.images.generate(prompt="a yellow star", n=2, size="1024x1024", response_format="b64_json")
+    assert len(res.data) == 2 and res.created > 0
+    for item in res.data:
+        image = Image.open(io.BytesIO(base64.b64decode(item.b64_json)))
+        assert image.size == (1024, 1024)
+        _not_blank(image)
+
+
+def test_openai_url_and_errors(server):
+    import openai
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    res = client.images.generate(prompt="a yellow star", model="dall-e-2", size="256x256")
+    image = Image.open(io.BytesIO(httpx.get(res.data[0].url).content))
+    assert image.size == (256, 256)
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.images.generate(prompt="x", n=11)
+    assert bad.value.body["param"] == "n"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.images.generate(prompt="x", model="no-such-model")
+    assert missing.value.body["param"] == "model"
+
+
+def test_clients_with_a_token(start_server, served_model):
+    """With --token: webuiapi through HTTP Basic (any user), openai through Bearer; none without it."""
+    import openai
+    import webuiapi
+    from openai import OpenAI
+
+    s = start_server(model=served_model.name, token="tok-123")
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=s.port, username="whoever", password="tok-123")
+    result = api.txt2img(prompt="a red circle", seed=3, width=64, height=64, steps=2)
+    assert result.info["seed"] == 3 and result.image.size == (64, 64)
+    with pytest.raises(RuntimeError, match="401"):
+        webuiapi.WebUIApi(host="127.0.0.1", port=s.port).txt2img(prompt="x", steps=2, width=64, height=64)
+    res = OpenAI(base_url=f"{s.url}/v1", api_key="tok-123").images.generate(
+        prompt="x", size="64x64", response_format="b64_json", extra_body={"steps": 2})
+    assert Image.open(io.BytesIO(base64.b64decode(res.data[0].b64_json))).size == (64, 64)
+    with pytest.raises(openai.AuthenticationError):
+        OpenAI(base_url=f"{s.url}/v1", api_key="wrong", max_retries=0).images.generate(prompt="x")
