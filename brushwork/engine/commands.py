@@ -69,15 +69,19 @@ def _generate(args) -> int:
     params = params_from_args(args)
     writable_dir(args.out)  # refuse before spending time on generation
     studio = Studio(dtype=args.dtype, allow_pickle=args.allow_pickle)
-    bar = tqdm(total=params.steps, desc="generate", file=sys.stderr, leave=False)
+    bars = []  # made at the first step, so that errors before it print alone
 
     def on_step(i, total, _latents):
-        bar.total = total
-        bar.n = i
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(total=total, desc="generate", file=sys.stderr, leave=False))
+        bars[0].n = i
+        bars[0].refresh()
 
-    gen = studio.generate(params, on_step=on_step)
-    bar.close()
+    try:
+        gen = studio.generate(params, on_step=on_step)
+    finally:
+        for bar in bars:
+            bar.close()
     for path in studio.save(gen, args.out, grid=args.grid):
         print(path)
     print(f"seed {gen.params.seed}, model {gen.model_name}", file=sys.stderr)

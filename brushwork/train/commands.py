@@ -1,0 +1,84 @@
+"""CLI: ``brushwork train recipe|vae|unet`` (resumable: run the same command again to continue)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train SD-architecture components from an imagefolder dataset")
+    tsub = p.add_subparsers(dest="train_command", metavar="WHAT")
+
+    r = tsub.add_parser("recipe", help="the default model's full recipe (dataset → tokenizer → VAE → UNet → export)")
+    r.add_argument("--work", required=True, help="working folder (checkpoints; the model lands in WORK/model)")
+    r.add_argument("--max-minutes", type=float, default=120, help="stop cleanly after this long (default 120)")
+    r.add_argument("--images", type=int, default=None)
+    r.add_argument("--vae-steps", type=int, default=None)
+    r.add_argument("--unet-steps", type=int, default=None)
+    r.add_argument("--seed", type=int, default=None)
+    r.set_defaults(handler=_recipe)
+
+    v = tsub.add_parser("vae", help="train a small AutoencoderKL")
+    v.add_argument("--data", required=True, help="imagefolder (metadata.jsonl with file_name, text[, weight])")
+    v.add_argument("--out", required=True)
+    v.add_argument("--steps", type=int, default=1500)
+    v.add_argument("--batch", type=int, default=32)
+    v.add_argument("--crop", type=int, default=32)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--max-minutes", type=float, default=None)
+    v.set_defaults(handler=_vae)
+
+    u = tsub.add_parser("unet", help="train a UNet (and jointly a CLIP text encoder) on a trained VAE's latents")
+    u.add_argument("--data", required=True)
+    u.add_argument("--vae", required=True, help="folder of the trained VAE (diffusers layout)")
+    u.add_argument("--tokenizer", required=True, help="folder of a CLIPTokenizer")
+    u.add_argument("--out", required=True)
+    u.add_argument("--steps", type=int, default=3000)
+    u.add_argument("--batch", type=int, default=64)
+    u.add_argument("--lr", type=float, default=3e-4)
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--freeze-text-encoder", action="store_true")
+    u.add_argument("--max-minutes", type=float, default=None)
+    u.set_defaults(handler=_unet)
+    p.set_defaults(handler=lambda a: p.print_help(sys.stderr) or 2)
+
+
+def _check_positive(**values):
+    from brushwork.errors import InvalidParameter
+
+    for name, v in values.items():
+        if v is not None and v <= 0:
+            raise InvalidParameter(f"--{name.replace('_', '-')} must be positive (got {v})")
+
+
+def _recipe(args) -> int:
+    from dataclasses import replace
+
+    from brushwork.train.recipe import Recipe, run_recipe
+
+    _check_positive(images=args.images, vae_steps=args.vae_steps, unet_steps=args.unet_steps, max_minutes=args.max_minutes)
+    changes = {k: getattr(args, k) for k in ("images", "vae_steps", "unet_steps", "seed") if getattr(args, k) is not None}
+    res = run_recipe(args.work, replace(Recipe(), **changes), max_minutes=args.max_minutes,
+                     log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(res))
+    return 0
+
+
+def _vae(args) -> int:
+    from brushwork.train.vae import train_vae
+
+    _check_positive(steps=args.steps, batch=args.batch, crop=args.crop, max_minutes=args.max_minutes)
+    print(train_vae(args.data, args.out, steps=args.steps, batch=args.batch, crop=args.crop, seed=args.seed,
+                    max_minutes=args.max_minutes))
+    return 0
+
+
+def _unet(args) -> int:
+    from brushwork.train.diffusion import train_unet
+
+    _check_positive(steps=args.steps, batch=args.batch, lr=args.lr, max_minutes=args.max_minutes)
+    res = train_unet(args.data, args.vae, args.tokenizer, args.out, steps=args.steps, batch=args.batch, lr=args.lr,
+                     seed=args.seed, train_text_encoder=not args.freeze_text_encoder, max_minutes=args.max_minutes)
+    print(json.dumps({"done": res["done"], "step": res["step"], "checkpoint": f"{args.out}/checkpoint"}))
+    return 0

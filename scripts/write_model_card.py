@@ -1,0 +1,70 @@
+"""Write the bundled model's README.md (model card) from an adherence report.json.
+
+    python scripts/write_model_card.py --report outputs/eval-default/report.json \
+        --model brushwork/default_model [--training runs/default/model/brushwork_training.json]
+
+The adherence table is generated from the report, never typed by hand.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from brushwork.evaluate.adherence import markdown_table
+from brushwork.world.holdout import DEFAULT_HOLDOUT, load_holdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--training", default=None)
+    ap.add_argument("--produced-by", default="the CPU recipe on a 2-core machine")
+    args = ap.parse_args()
+    report = json.loads(Path(args.report).read_text())
+    model = Path(args.model)
+    training = json.loads(Path(args.training).read_text()) if args.training else json.loads(
+        (model / "brushwork_training.json").read_text())
+    held = sorted(load_holdout().pairs)
+    rec = training["recipe"]
+    card = f"""---
+license: apache-2.0
+tags:
+- text-to-image
+- stable-diffusion-architecture
+- shapes-world
+- brushwork
+library_name: diffusers
+pipeline_tag: text-to-image
+brushwork:
+  native_size: {rec["size"]}
+  max_size: {rec["size"]}
+  holdout: {json.dumps([f"{c} {s}" for c, s in held])}
+---
+# brushwork default model
+
+A small Stable-Diffusion-architecture model (CLIP text encoder, UNet, VAE; diffusers layout)
+trained from scratch on brushwork's procedural **shapes world**: 6 shapes (circle, square,
+triangle, star, heart, cross), 10 colours, counts 1–4, sizes, absolute positions and relations,
+on plain backgrounds. Native size {rec["size"]}×{rec["size"]} px. Licence: Apache-2.0.
+
+- **Training data:** {rec["images"]:,} shapes-world images (seed {rec["seed"]}), made by
+  `brushwork dataset make`; the reserved shapes (diamond, crescent) never appear.
+- **Held out by scene** (no training image contains them; see `{DEFAULT_HOLDOUT.name}`):
+  {", ".join(f"{c} {s}" for c, s in held)}.
+- **Recipe:** `brushwork train recipe --work runs/default --max-minutes 120` (resumable; run
+  again to continue). VAE {rec["vae_steps"]} steps; UNet + text encoder
+  {training["unet_steps_done"]} of {rec["unet_steps"]} steps at batch {rec["unet_batch"]}
+  ({"complete" if training["complete"] else "partial: training was stopped at this step"}).
+  Produced by {args.produced_by}.
+
+## Adherence
+
+{markdown_table(report)}
+"""
+    (model / "README.md").write_text(card)
+    print(model / "README.md")
+
+
+if __name__ == "__main__":
+    main()

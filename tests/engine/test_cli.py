@@ -1,0 +1,100 @@
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from brushwork.cli import main
+
+
+def run(*args, env_home):
+    env = {**os.environ, "BRUSHWORK_HOME": str(env_home), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "brushwork", *args], capture_output=True, text=True, env=env)
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_generate_prints_paths_and_writes_metadata(tiny_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["generate", "a red circle", "-n", "2", "--seed", "5", "--steps", "3", "--model", str(tiny_model),
+                 "--out", str(out), "--grid", "--sampler", "DPM++ 2M Karras"]) == 0
+    paths = capsys.readouterr().out.split()
+    assert len(paths) == 3 and all(os.path.isfile(p) for p in paths) and "grid" in paths[2]
+    assert main(["png-info", paths[1]]) == 0
+    info = capsys.readouterr().out
+    first = info.splitlines()[0:2]
+    assert first[0] == "a red circle"
+    assert first[1].startswith("Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 6, Size: 16x16, "
+                               "Model hash: ")
+    assert '"seed": 6' in info and '"index": 1' in info
+    # re-made alone from its PNG: the same pixels (the metadata says it was made alone)
+    assert main(["generate", "--from-png", paths[1], "--out", str(tmp_path / "again")]) == 0
+    again = capsys.readouterr().out.split()
+    assert len(again) == 1
+    a, b = (np.asarray(Image.open(p)).astype(int) for p in (again[0], paths[1]))
+    assert np.abs(a - b).mean() < 1.0
+    # and the same parameters again give the same file as the first run
+    assert main(["generate", "a red circle", "-n", "2", "--seed", "5", "--steps", "3", "--model", str(tiny_model),
+                 "--out", str(tmp_path / "third"), "--sampler", "DPM++ 2M Karras"]) == 0
+    third = capsys.readouterr().out.split()
+    assert sha(third[0]) == sha(paths[0]) and sha(third[1]) == sha(paths[1])
+
+
+def test_outputs_never_overwrite(tiny_model, tmp_path, capsys):
+    for _ in range(2):
+        assert main(["generate", "a star", "--seed", "1", "--steps", "2", "--model", str(tiny_model),
+                     "--out", str(tmp_path)]) == 0
+    a, b = capsys.readouterr().out.split()
+    assert a != b and os.path.isfile(a) and os.path.isfile(b)
+
+
+def test_random_seed_is_recorded(tiny_model, tmp_path, capsys):
+    assert main(["generate", "a star", "--steps", "2", "--model", str(tiny_model), "--out", str(tmp_path)]) == 0
+    path = capsys.readouterr().out.split()[0]
+    assert main(["png-info", path]) == 0
+    assert "Seed: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--width", "17"], "width 17 must be a positive multiple of 2"),
+    (["--width", "4096"], "width: Input should be less than or equal to 2048"),
+    (["--width", "0"], "width: Input should be greater than or equal to 1"),
+    (["--steps", "0"], "steps: Input should be greater than or equal to 1"),
+    (["--steps", "500"], "steps: Input should be less than or equal to 150"),
+    (["--cfg", "-1"], "cfg_scale: Input should be greater than or equal to 0"),
+    (["--cfg", "99"], "cfg_scale: Input should be less than or equal to 30"),
+    (["-n", "0"], "n: Input should be greater than or equal to 1"),
+    (["-n", "1000"], "n: Input should be less than or equal to 64"),
+    (["--sampler", "Warp Drive"], "unknown sampler 'Warp Drive'"),
+    (["--scheduler", "Wobbly"], "unknown schedule type 'Wobbly'"),
+    (["--out", "/proc/forbidden"], "cannot write to output directory /proc/forbidden"),
+    (["--prompt-override", "(red:abc) circle"], "cannot parse attention weight 'abc' at position"),
+    (["--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
+    (["--model", "no-such-model"], "no-such-model"),
+    (["--from-png", "/nonexistent.png"], "/nonexistent.png"),
+])
+def test_bad_input_one_line(tiny_model, tmp_path, args, message):
+    prompt = "a red circle"
+    if args[0] == "--prompt-override":
+        prompt, args = args[1], []
+    base = ["generate", prompt, "--steps", "2", "--out", str(tmp_path / "o")]
+    if "--model" not in args:
+        base += ["--model", str(tiny_model)]
+    r = run(*base, *args, env_home=tmp_path / "home")
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert message in lines[0], r.stderr
+
+
+def test_samplers_lists_names(capsys):
+    assert main(["samplers"]) == 0
+    out = capsys.readouterr().out
+    for name in ["Euler a", "DPM++ 2M", "DPM++ SDE", "UniPC", "LCM", "PLMS", "Karras", "Exponential"]:
+        assert name in out
