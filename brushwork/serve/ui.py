@@ -86,10 +86,11 @@ def build_ui(service: Service):
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel = gr.Button("Cancel", elem_id="cancel")
                 status = gr.HTML(elem_id="queue-status")
-                result = gr.Gallery(label="Result", elem_id="result", columns=4, height="auto", format="png")
+                result = gr.Gallery(label="Result", elem_id="result", columns=4, height=420, object_fit="contain",
+                                    format="png")
                 info = gr.Markdown(elem_id="job-info")
                 job_id = gr.State(None)
-            with gr.Tab("Gallery", id="gallery"):
+            with gr.Tab("Gallery", id="gallery") as gallery_tab:
                 refresh = gr.Button("Refresh", elem_id="gallery-refresh")
                 gallery = gr.Gallery(label="Outputs", elem_id="gallery", columns=6, height="auto")
                 picked_info = gr.Textbox(label="Parameters (PNG info)", lines=4, interactive=False,
@@ -163,6 +164,7 @@ def build_ui(service: Service):
         cancel.click(stop, [job_id], None, concurrency_limit=None, show_progress="hidden")
         ui.load(load, None, [model, gallery, paths], concurrency_limit=None, show_progress="hidden")
         refresh.click(load, None, [model, gallery, paths], concurrency_limit=None, show_progress="hidden")
+        gallery_tab.select(load, None, [model, gallery, paths], concurrency_limit=None, show_progress="hidden")
         gallery.select(pick, [paths], [picked_info, picked], concurrency_limit=None, show_progress="hidden")
         reuse.click(reuse_settings, [picked], [prompt, negative, model, sampler, scheduler, steps, cfg, seed,
                                               width, height, tabs], concurrency_limit=None, show_progress="hidden")
