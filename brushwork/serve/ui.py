@@ -16,6 +16,17 @@ from brushwork.errors import BrushworkError
 from brushwork.serve.service import Service
 
 POLL_SECONDS = 0.3
+GALLERY_LIMIT = 48
+
+
+def _pixels(path):
+    """An output as a PIL image. The UI hands Gradio pixels, never paths: a folder in Gradio's
+    ``allowed_paths`` would be served inline whatever its files are (HTML included)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return im.copy()
 
 
 def status_html(job) -> str:
@@ -61,8 +72,8 @@ def build_ui(service: Service):
         return names, current
 
     def gallery_items():
-        files = service.gallery()
-        return [(str(p), p.name) for p in files], [str(p) for p in files]
+        files = service.gallery(limit=GALLERY_LIMIT)
+        return [(_pixels(p), p.name) for p in files], [str(p) for p in files]
 
     with gr.Blocks(title="brushwork", analytics_enabled=False) as ui:
         gr.Markdown("## brushwork")
@@ -92,7 +103,7 @@ def build_ui(service: Service):
                 job_id = gr.State(None)
             with gr.Tab("Gallery", id="gallery") as gallery_tab:
                 refresh = gr.Button("Refresh", elem_id="gallery-refresh")
-                gallery = gr.Gallery(label="Outputs", elem_id="gallery", columns=6, height="auto")
+                gallery = gr.Gallery(label="Outputs", elem_id="gallery", columns=6, height="auto", format="png")
                 picked_info = gr.Textbox(label="Parameters (PNG info)", lines=4, interactive=False,
                                          elem_id="gallery-info")
                 reuse = gr.Button("Reuse these settings", elem_id="reuse")
@@ -118,7 +129,7 @@ def build_ui(service: Service):
                         break
                     yield job.id, status_html(job), gr.skip(), job_markdown(job)
                     time.sleep(POLL_SECONDS)
-                images = [(str(service.config.outputs / name), name) for name in job.outputs]
+                images = [(_pixels(service.output_path(name)), name) for name in job.outputs]
                 yield job.id, status_html(job), images, job_markdown(job)
             finally:
                 if not finished:  # the page went away: do not leave its job in line
@@ -177,6 +188,5 @@ def mount_ui(app, service: Service) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    gr.mount_gradio_app(app, build_ui(service), path="/ui", allowed_paths=[str(service.config.outputs.resolve())],
-                        ssr_mode=False, footer_links=[], run_history=False, mcp_server=False,
+    gr.mount_gradio_app(app, build_ui(service), path="/ui", ssr_mode=False, footer_links=[], run_history=False, mcp_server=False,
                         enable_monitoring=False, show_error=True)

@@ -68,3 +68,22 @@ def test_refuses_everything_else(client, name):
     assert r.headers["content-type"].startswith("application/json")
     assert b"alert" not in r.content and b"PNG" not in r.content[:8]
     assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_ui_does_not_serve_the_outputs_folder(tmp_path):
+    """Gradio serves files under its ``allowed_paths`` inline, whatever they are; the UI gives it none."""
+    from fastapi.testclient import TestClient
+
+    from brushwork.serve.app import create_app
+    from brushwork.serve.service import ServeConfig
+
+    outputs = tmp_path / "home" / "outputs"
+    outputs.mkdir(parents=True)
+    (outputs / "page.html").write_text("<script>alert(1)</script>")
+    (outputs / "00000-1.png").write_bytes(_image("PNG"))
+    app = create_app(ServeConfig(home=tmp_path / "home", worker=False, ui=True))
+    with TestClient(app) as c:
+        for target in (outputs / "page.html", outputs / "00000-1.png", "/etc/passwd"):
+            r = c.get(f"/ui/gradio_api/file={target}")
+            assert r.status_code in (403, 404), (target, r.status_code)
+            assert b"alert" not in r.content
