@@ -15,7 +15,7 @@ def register(sub) -> None:
     s.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     s.add_argument("--token", default=None,
                    help="require this token on every request (Bearer, or Basic with any user); "
-                        "default $BRUSHWORK_TOKEN")
+                        "default $BRUSHWORK_TOKEN, which other local users cannot read from the process list")
     s.add_argument("--max-queue", type=int, default=100, help="most jobs waiting before 429 (default 100)")
     s.add_argument("--cors", nargs="+", default=[], metavar="ORIGIN", help="allow these origins (default: none)")
     s.add_argument("--model", default="default", help="model for requests that name none (default: bundled)")

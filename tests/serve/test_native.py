@@ -145,3 +145,26 @@ def test_refuses_non_loopback_benchmark_target():
     r = subprocess.run([sys.executable, str(BENCH), "--url", "http://10.0.0.1:7860"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "loopback" in r.stderr
+
+
+def test_a1111_client_that_gives_up_cancels_its_job(client, live_server, tools):
+    """SillyTavern-style: a client that disconnects does not leave its job in line."""
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{live_server.url}/sdapi/v1/txt2img", timeout=3,
+                   json={"prompt": "abandoned", "steps": 150, "batch_size": 8, "width": 32, "height": 32})
+    job = client.get("/api/v1/jobs", params={"source": "a1111", "limit": 1}).json()["jobs"][0]
+    assert job["params"]["prompt"] == "abandoned"
+    assert tools.wait_done(client, job["id"], timeout=60)["status"] == "cancelled"
+
+
+def test_one_server_per_home(tmp_path):
+    from brushwork.serve.service import ServeConfig, ServerBusy, Service
+
+    first = Service(ServeConfig(home=tmp_path, worker=False))
+    first.take_lock()
+    second = Service(ServeConfig(home=tmp_path, worker=False))
+    with pytest.raises(ServerBusy, match=f"pid {__import__('os').getpid()}"):
+        second.take_lock()
+    first.stop()
+    second.take_lock()  # free again
+    second.stop()
