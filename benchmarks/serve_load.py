@@ -66,7 +66,7 @@ def prepare_home(home: Path, model: str) -> tuple[str, str]:
     return model, f"registered model {model!r}"
 
 
-def start_server(home: Path, model: str):
+def start_server(home: Path, model: str, threads: int | None = None):
     import subprocess
 
     from brushwork.serve.auth import is_loopback  # noqa: F401  (the server binds 127.0.0.1 only)
@@ -79,7 +79,8 @@ def start_server(home: Path, model: str):
     env = {**os.environ, "BRUSHWORK_HOME": str(home), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     log = open(home / "server.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "brushwork", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--model", model, "--no-ui", "--max-queue", "1000"],
+                             "--model", model, "--no-ui", "--max-queue", "1000"]
+                            + (["--threads", str(threads)] if threads else []),
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -213,6 +214,7 @@ def main() -> int:
     ap.add_argument("--url", default=None, help="an already running server (loopback only)")
     ap.add_argument("--max-seconds", type=float, default=1800)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads in the worker and the baseline")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
     for name in ("jobs", "clients", "single_jobs"):
@@ -235,9 +237,13 @@ def main() -> int:
         url, model, described = args.url.rstrip("/"), args.model, f"model {args.model!r} on {args.url}"
     else:
         model, described = prepare_home(home, args.model)
-        proc, url = start_server(home, model)
+        proc, url = start_server(home, model, args.threads)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     params["model"] = model
-    figures: dict = {"model": described, "params": params, "cores": os.cpu_count()}
+    figures: dict = {"model": described, "params": params, "cores": os.cpu_count(), "threads": args.threads}
     deadline = time.monotonic() + args.max_seconds
     try:
         warm = Load(url, {**params, "steps": 1}, deadline)
@@ -272,7 +278,7 @@ def main() -> int:
             many = results[args.clients]["images_per_minute"]
             print(f"baseline Studio.generate in-process, no server: {base:.2f} images/min; "
                   f"server/baseline: 1 client {one / base:.2f}x, {args.clients} clients {many / base:.2f}x")
-        print(f"model: {described}; {os.cpu_count()} cores")
+        print(f"model: {described}; {os.cpu_count()} cores; worker threads {args.threads or 'default'}")
     finally:
         if proc is not None:
             proc.terminate()

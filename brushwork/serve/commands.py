@@ -22,6 +22,8 @@ def register(sub) -> None:
     s.add_argument("--outputs", default=None, help="output folder (default <brushwork home>/outputs)")
     s.add_argument("--device", default="cpu", help="device for generation (default cpu)")
     s.add_argument("--dtype", default="fp32", help="fp32 (default), bf16 or fp16")
+    s.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for generation (default: one per core; fewer when other work shares the CPU)")
     s.add_argument("--no-ui", action="store_true", help="do not mount the web UI")
     s.set_defaults(handler=_serve)
 
@@ -50,6 +52,8 @@ def _serve(args) -> int:
         raise InvalidParameter(f"--port must be 1-65535, not {args.port}", field="port")
     if args.max_queue < 1:
         raise InvalidParameter(f"--max-queue must be at least 1, not {args.max_queue}", field="max_queue")
+    if args.threads is not None and args.threads < 1:
+        raise InvalidParameter(f"--threads must be at least 1, not {args.threads}", field="threads")
     for origin in args.cors:
         if origin == "*" or "://" not in origin:
             raise InvalidParameter(f"--cors takes origins like https://example.com, not {origin!r}", field="cors")
@@ -62,7 +66,8 @@ def _serve(args) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     config = ServeConfig(home=brushwork_home(), outputs=args.outputs, token=token, max_queue=args.max_queue,
-                         cors=args.cors, model=args.model, device=args.device, dtype=args.dtype, ui=not args.no_ui)
+                         cors=args.cors, model=args.model, device=args.device, dtype=args.dtype, ui=not args.no_ui,
+                         threads=args.threads)
     app = create_app(config)
     app.state.service.take_lock()  # a second server on the same home stops here, in one line
     shown = f"[{args.host}]" if ":" in args.host else args.host

@@ -338,6 +338,10 @@ class JobQueue:
             row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return bool(row and row[0])
 
+    def cancel_requested(self, job_id: str) -> bool:
+        row = self._db().execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row[0])
+
     def finish(self, job_id: str, outputs: list[str], result: dict) -> None:
         with self._write() as db:
             db.execute(

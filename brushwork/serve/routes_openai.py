@@ -4,7 +4,8 @@
 OpenAI's own model names (``dall-e-2``, ``dall-e-3``, ``gpt-image-1``…) mean the server's
 current model; any other name must be a model this server has. ``size`` is any ``WxH`` (the
 OpenAI sizes included; larger than the model's own size is generated at its largest and
-upscaled) or ``auto`` (the model's native size). ``quality``, ``style``, ``user``, ``background``
+upscaled) or ``auto`` (the model's native size); left out, it is 1024x1024 as at OpenAI
+(``auto`` for ``gpt-image-*``), and ``response_format`` is ``url`` (``b64_json`` for ``gpt-image-*``). ``quality``, ``style``, ``user``, ``background``
 and ``moderation`` are accepted and ignored. Errors use OpenAI's error object (see ``app.py``).
 Extensions, not in OpenAI's API: ``negative_prompt``, ``steps``, ``cfg_scale``, ``sampler``, ``seed``.
 """
@@ -35,7 +36,8 @@ class ImageGenerationRequest(BaseModel):
     prompt: str = Field(..., max_length=32000)
     model: str | None = None
     n: int = Field(1, ge=1, le=10)
-    size: str | None = Field("auto", description="WxH, or auto for the model's native size")
+    size: str | None = Field(None, description="WxH, or auto for the model's native size; default 1024x1024 "
+                                               "(auto for gpt-image models), as OpenAI's")
     response_format: Literal["url", "b64_json"] | None = None
     output_format: Literal["png"] | None = None
     quality: str | None = None
@@ -65,7 +67,8 @@ def parse_size(size: str | None) -> tuple[int | None, int | None]:
 @router.post("/images/generations", summary="OpenAI-compatible image generation")
 async def generations(req: ImageGenerationRequest, request: Request) -> dict:
     svc = service(request)
-    width, height = parse_size(req.size)
+    gpt_image = (req.model or "").startswith("gpt-image")
+    width, height = parse_size(req.size or ("auto" if gpt_image else "1024x1024"))
     values = {"prompt": req.prompt, "negative_prompt": req.negative_prompt, "n": req.n,
               "width": width, "height": height, "seed": req.seed,
               "model": None if req.model is None or OPENAI_MODELS.match(req.model) else req.model}
@@ -77,7 +80,7 @@ async def generations(req: ImageGenerationRequest, request: Request) -> dict:
     job = await svc.wait(job.id, request)
     if job.status != "done":
         raise JobNotDone(job.status, job.error)
-    fmt = req.response_format or ("b64_json" if (req.model or "").startswith("gpt-image") else "url")
+    fmt = req.response_format or ("b64_json" if gpt_image else "url")
     data = []
     for name in job.outputs:
         if fmt == "b64_json":

@@ -40,6 +40,7 @@ class ServeConfig:
         cors: allowed origins; empty means no CORS headers at all.
         model: the model used when a request names none (A1111's ``sd_model_checkpoint``).
         device, dtype: passed to the worker's ``Studio``.
+        threads: torch CPU threads in the worker (``None``: torch's default, one per core).
         ui: mount the Gradio UI at ``/ui``.
         worker: start the worker process (tests of routes that never generate may turn it off).
         max_body: largest request body in bytes (413 beyond).
@@ -54,6 +55,7 @@ class ServeConfig:
     model: str = "default"
     device: str = "cpu"
     dtype: str = "fp32"
+    threads: int | None = None
     ui: bool = True
     worker: bool = True
     max_body: int = 32 * 1024 * 1024
@@ -91,7 +93,7 @@ class Service:
 
             self.supervisor = Supervisor(self.queue, outputs=self.config.outputs, home=str(self.config.home),
                                          device=self.config.device, dtype=self.config.dtype,
-                                         preload=self.current_model())
+                                         preload=self.current_model(), threads=self.config.threads)
             self.supervisor.start()
 
     def stop(self) -> None:

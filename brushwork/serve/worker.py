@@ -78,8 +78,7 @@ class Worker:
                 state["last_write"] = now
                 state["cancel"] = self.queue.progress(job.id, i, total)
             else:
-                row = self.queue._db().execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job.id,)).fetchone()
-                state["cancel"] = bool(row and row[0])
+                state["cancel"] = self.queue.cancel_requested(job.id)
             return state["cancel"]
 
         started = time.monotonic()
@@ -145,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--preload", default=None, help="model to load before taking jobs")
     p.add_argument("--parent-pid", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     _die_with_parent()
     if args.parent_pid is not None and os.getppid() != args.parent_pid:
         return 0
@@ -166,8 +170,8 @@ class Supervisor:
     """Runs one worker process, restarts it when it dies, and recovers its jobs."""
 
     def __init__(self, queue: JobQueue, *, outputs: Path, home: str | None, device: str = "cpu",
-                 dtype: str = "fp32", preload: str | None = None):
-        self.queue, self.outputs, self.home = queue, Path(outputs), home
+                 dtype: str = "fp32", preload: str | None = None, threads: int | None = None):
+        self.queue, self.outputs, self.home, self.threads = queue, Path(outputs), home, threads
         self.device, self.dtype, self.preload = device, dtype, preload
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
@@ -192,6 +196,8 @@ class Supervisor:
             cmd += ["--home", str(self.home)]
         if self.preload:
             cmd += ["--preload", self.preload]
+        if self.threads:
+            cmd += ["--threads", str(self.threads)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         with self._lock:
             self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)

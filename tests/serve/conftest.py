@@ -90,8 +90,9 @@ class LiveServer:
     def start(self, timeout: float = 240) -> "LiveServer":
         import httpx
 
+        # one torch thread: tiny models gain nothing from more, and tests share the CPU
         cmd = [sys.executable, "-m", "brushwork", "serve", "--port", str(self.port), "--model", self.model,
-               *self.extra]
+               "--threads", "1", *self.extra]
         if self.token:
             cmd += ["--token", self.token]
         env = {**os.environ, "BRUSHWORK_HOME": str(self.home), "HF_HUB_OFFLINE": "1",

@@ -84,6 +84,8 @@ def test_openai_url_and_errors(server):
     res = client.images.generate(prompt="a yellow star", model="dall-e-2", size="256x256")
     image = Image.open(io.BytesIO(httpx.get(res.data[0].url).content))
     assert image.size == (256, 256)
+    default = client.images.generate(prompt="a yellow star", response_format="b64_json", extra_body={"steps": 2})
+    assert Image.open(io.BytesIO(base64.b64decode(default.data[0].b64_json))).size == (1024, 1024)  # OpenAI's default
     with pytest.raises(openai.BadRequestError) as bad:
         client.images.generate(prompt="x", n=11)
     assert bad.value.body["param"] == "n"
