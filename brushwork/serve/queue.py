@@ -256,6 +256,11 @@ class JobQueue:
         active = {j.id: j for j in self.snapshot()}
         return [active.get(row["id"]) or _job(row) for row in self._db().execute(sql, args)]
 
+    def finished_since(self, when: float) -> list[Job]:
+        """Jobs that finished at or after ``when`` (a ``time.time()``), in line order."""
+        rows = self._db().execute("SELECT * FROM jobs WHERE finished_at >= ? ORDER BY seq", (when,)).fetchall()
+        return [_job(r) for r in rows]
+
     def counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         out = {s: 0 for s in STATUSES}

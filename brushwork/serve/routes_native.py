@@ -79,14 +79,17 @@ async def events(request: Request, job: str | None = Query(None, pattern=r"^[0-9
         await run_in_threadpool(svc.queue.require, job)
 
     async def stream():
-        last_queue, last_jobs, seen_active = None, {}, set()
+        last_queue, last_jobs = None, {}
         deadline, keepalive = time.monotonic() + max_seconds, time.monotonic()
+        checked = time.time()
         while time.monotonic() < deadline and not await request.is_disconnected():
+            now = time.time()
             active = await run_in_threadpool(svc.queue.snapshot)
+            ended = [] if job else await run_in_threadpool(svc.queue.finished_since, checked - 1.0)
+            checked = now
             line = [{"id": j.id, "status": j.status, "position": j.position, "step": j.step,
                      "total": j.total_steps, "eta_seconds": round(j.eta or 0, 1)} for j in active]
-            ids = {j.id for j in active}
-            watch = [job] if job else sorted(seen_active - ids) + [j.id for j in active]
+            watch = [job] if job else [j.id for j in ended] + [j.id for j in active]
             out = []
             if job is None and line != last_queue:
                 out.append(("queue", {"queue_length": len(line), "jobs": line}))
@@ -102,7 +105,7 @@ async def events(request: Request, job: str | None = Query(None, pattern=r"^[0-9
                     out.append(("job", view))
                     last_jobs[jid] = key
                 finished = finished or (job is not None and current.finished)
-            seen_active = ids
+            last_jobs = {k: v for k, v in last_jobs.items() if k in watch}  # bounded
             for name, data in out:
                 yield f"event: {name}\ndata: {json.dumps(data)}\n\n"
             if finished:

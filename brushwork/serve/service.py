@@ -213,9 +213,12 @@ class Service:
             raise
 
     def submit(self, params: GenerationParams, *, source: str) -> Job:
-        return self.queue.submit(params.model_dump(), source=source, max_queue=self.config.max_queue)
+        job = self.queue.submit(params.model_dump(), source=source, max_queue=self.config.max_queue)
+        if self.supervisor is not None:
+            self.supervisor.wake()
+        return job
 
-    async def wait(self, job_id: str, request=None, *, poll: float = 0.2) -> Job:
+    async def wait(self, job_id: str, request=None, *, poll: float = 0.1) -> Job:
         """Wait for a job to finish; cancel it if the HTTP client goes away first."""
         from starlette.concurrency import run_in_threadpool
 

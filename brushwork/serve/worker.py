@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from brushwork.serve.queue import Job, JobQueue
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 1.0  # idle re-check; a new job also wakes the worker through its stdin pipe
 PROGRESS_EVERY = 0.1  # seconds between progress writes (cancel is checked at every step)
 
 
@@ -41,6 +42,7 @@ class Worker:
         self.studio = Studio(device=device, dtype=dtype, home=home, allow_paths=False)
         self.stop = threading.Event()
         self.pid = os.getpid()
+        self.wake_fd: int | None = None  # the supervisor writes a byte here when a job is queued
 
     def preload(self, model: str | None) -> None:
         try:
@@ -56,9 +58,22 @@ class Worker:
                 return
             job = self.queue.claim(self.pid)
             if job is None:
-                self.stop.wait(POLL_SECONDS)
+                self._idle(POLL_SECONDS)
                 continue
             self.run(job)
+
+    def _idle(self, timeout: float) -> None:
+        """Sleep until woken by the supervisor (a job was queued) or ``timeout`` passes."""
+        if self.wake_fd is None:
+            self.stop.wait(timeout)
+            return
+        try:
+            ready, _, _ = select.select([self.wake_fd], [], [], timeout)
+            if ready and not os.read(self.wake_fd, 4096):  # EOF: the server closed its end
+                log("the server went away; stopping")
+                self.stop.set()
+        except (OSError, ValueError):
+            self.stop.wait(timeout)
 
     def run(self, job: Job) -> None:
         from brushwork.engine.params import GenerationParams
@@ -144,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="fp32")
     p.add_argument("--preload", default=None, help="model to load before taking jobs")
     p.add_argument("--parent-pid", type=int, default=None)
+    p.add_argument("--wake-stdin", action="store_true", help="stdin is the supervisor's wake-up pipe")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args(argv)
     if args.threads:
@@ -156,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     worker = Worker(JobQueue(args.queue), Path(args.outputs), device=args.device, dtype=args.dtype, home=args.home)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
+    if args.wake_stdin:
+        worker.wake_fd = sys.stdin.fileno()
     if args.preload:
         worker.preload(None if args.preload == "default" else args.preload)
     log("ready")
@@ -191,7 +209,7 @@ class Supervisor:
     def _spawn(self) -> None:
         cmd = [sys.executable, "-m", "brushwork.serve.worker", "--queue", str(self.queue.folder),
                "--outputs", str(self.outputs), "--device", self.device, "--dtype", self.dtype,
-               "--parent-pid", str(os.getpid())]
+               "--parent-pid", str(os.getpid()), "--wake-stdin"]
         if self.home is not None:
             cmd += ["--home", str(self.home)]
         if self.preload:
@@ -200,8 +218,20 @@ class Supervisor:
             cmd += ["--threads", str(self.threads)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         with self._lock:
-            self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE)
+            os.set_blocking(self.proc.stdin.fileno(), False)
             self.started_at = time.monotonic()
+
+    def wake(self) -> None:
+        """Tell an idle worker that a job was queued (it re-checks every second anyway)."""
+        with self._lock:
+            proc = self.proc
+            if proc is None or proc.poll() is not None:
+                return
+            try:
+                os.write(proc.stdin.fileno(), b"j")
+            except (BlockingIOError, BrokenPipeError, OSError, ValueError):
+                pass  # busy (pipe full) or gone: it will look at the queue anyway
 
     def _watch(self) -> None:
         backoff = 1.0
@@ -215,6 +245,7 @@ class Supervisor:
                 continue
             if self._stop.is_set():
                 return
+            _close(proc)
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             self.last_exit = how
             for job in self.queue.recover(worker_pid=proc.pid, reason=f"the worker process died ({how})"):
@@ -248,6 +279,15 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        _close(proc)
+
+
+def _close(proc: subprocess.Popen) -> None:
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ def test_generate_in_the_browser(start_server, browser, tmp_path, tools):
     wait = WebDriverWait(browser, 240, poll_frequency=0.2)
 
     # an API job holds the worker, so the UI's job has to wait behind it in the server's line
-    blocker = api.post("/api/v1/jobs", json={"prompt": "blocker", "steps": 150, "n": 8, "width": 32,
+    # (long enough to outlast the browser's start on any machine: it is cancelled once checked)
+    blocker = api.post("/api/v1/jobs", json={"prompt": "blocker", "steps": 150, "n": 64, "width": 32,
                                              "height": 32}).json()["id"]
     tools.wait_for(lambda: api.get(f"/api/v1/jobs/{blocker}").json()["status"] == "running", 120, 0.1,
                    "the API job to run")

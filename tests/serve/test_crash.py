@@ -27,12 +27,12 @@ def test_ten_jobs_survive_a_worker_kill(start_server, tools):
     client = httpx.Client(base_url=server.url, timeout=60)
     ids = []
     for i in range(10):  # the first is long enough to be caught running; the rest are quick
-        body = {"prompt": f"a red circle {i}", "steps": 60, "width": 32, "height": 32} if i == 0 else \
+        body = {"prompt": f"a red circle {i}", "steps": 150, "n": 2, "width": 32, "height": 32} if i == 0 else \
             {"prompt": f"a red circle {i}", "steps": 3}
         r = client.post("/api/v1/jobs", json={**body, "seed": 100 + i})
         assert r.status_code == 202, r.text
         ids.append(r.json()["id"])
-    victim = tools.wait_for(lambda: _running(client, max_left=20), 180, 0.02, "a job to be running")
+    victim = tools.wait_for(lambda: _running(client, max_left=40), 180, 0.02, "a job to be running")
     pid = server.worker_pid()
     os.kill(pid, signal.SIGKILL)
     jobs = [tools.wait_done(client, job_id, timeout=300) for job_id in ids]
@@ -61,7 +61,7 @@ def test_ten_jobs_survive_a_worker_kill(start_server, tools):
 def test_job_that_kills_the_worker_twice_fails(start_server, tools):
     server = start_server()
     client = httpx.Client(base_url=server.url, timeout=60)
-    poison = client.post("/api/v1/jobs", json={"prompt": "poison", "steps": 150, "n": 4}).json()["id"]
+    poison = client.post("/api/v1/jobs", json={"prompt": "poison", "steps": 150, "n": 16}).json()["id"]
     after = client.post("/api/v1/jobs", json={"prompt": "after", "steps": 2}).json()["id"]
     pids = []
     for attempt in (1, 2):
@@ -84,7 +84,7 @@ def test_queue_survives_server_restarts_and_cancel_stops_a_running_job(start_ser
     early = client.post("/api/v1/jobs", json={"prompt": "early", "steps": 2}).json()["id"]
     early_files = [o["name"] for o in tools.wait_done(client, early)["outputs"]]
     # long enough never to finish here: it is cancelled at the end
-    long_job = client.post("/api/v1/jobs", json={"prompt": "long", "steps": 150, "n": 8, "width": 32,
+    long_job = client.post("/api/v1/jobs", json={"prompt": "long", "steps": 150, "n": 32, "width": 32,
                                                   "height": 32}).json()["id"]
     short = [client.post("/api/v1/jobs", json={"prompt": f"s{i}", "steps": 3}).json()["id"] for i in range(3)]
     tools.wait_for(lambda: _running(client), 180, 0.05, "the long job to run")
