@@ -29,7 +29,7 @@ def test_ten_jobs_survive_a_worker_kill(start_server, tools):
     for i in range(10):  # the first is long enough to be caught running; the rest are quick
         body = {"prompt": f"a red circle {i}", "steps": 150, "n": 2, "width": 32, "height": 32} if i == 0 else \
             {"prompt": f"a red circle {i}", "steps": 3}
-        r = client.post("/api/v1/jobs", json={**body, "seed": 100 + i})
+        r = client.post("/api/v1/jobs", json={**body, "seed": 100 + 10 * i})
         assert r.status_code == 202, r.text
         ids.append(r.json()["id"])
     victim = tools.wait_for(lambda: _running(client, max_left=40), 180, 0.02, "a job to be running")
@@ -44,10 +44,11 @@ def test_ten_jobs_survive_a_worker_kill(start_server, tools):
         if job["status"] == "failed":
             assert job["error"], job
         else:
-            assert len(job["outputs"]) == 1
-            path = server.home / "outputs" / job["outputs"][0]["name"]
-            assert path.is_file() and path.stat().st_size > 0
-            assert client.get(job["outputs"][0]["url"]).status_code == 200
+            assert len(job["outputs"]) == job["params"]["n"]
+            for out in job["outputs"]:
+                path = server.home / "outputs" / out["name"]
+                assert path.is_file() and path.stat().st_size > 0
+                assert client.get(out["url"]).status_code == 200
     killed = next(j for j in jobs if j["id"] == victim["id"])
     assert killed["attempts"] == 2 and killed["status"] == "done", killed  # retried once, then fine
     assert sum(j["attempts"] == 2 for j in jobs) == 1
