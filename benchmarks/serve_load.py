@@ -67,11 +67,8 @@ def prepare_home(home: Path, model: str) -> tuple[str, str]:
 
 
 def start_server(home: Path, model: str, threads: int | None = None):
-    import subprocess
-
-    from brushwork.serve.auth import is_loopback  # noqa: F401  (the server binds 127.0.0.1 only)
-
     import socket
+    import subprocess
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

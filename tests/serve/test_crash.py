@@ -66,7 +66,7 @@ def test_job_that_kills_the_worker_twice_fails(start_server, tools):
     after = client.post("/api/v1/jobs", json={"prompt": "after", "steps": 2}).json()["id"]
     pids = []
     for attempt in (1, 2):
-        tools.wait_for(lambda: _running(client, attempts=attempt), 180, 0.05, f"attempt {attempt} to run")
+        tools.wait_for(lambda a=attempt: _running(client, attempts=a), 180, 0.05, f"attempt {attempt} to run")
         pids.append(server.worker_pid())
         os.kill(pids[-1], signal.SIGKILL)
     job = tools.wait_done(client, poison, timeout=120)

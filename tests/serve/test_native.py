@@ -41,7 +41,7 @@ def test_submit_poll_fetch(client, tools):
     assert done["status"] == "done" and done["progress"]["fraction"] == 1.0 and done["position"] is None
     assert done["result"]["seeds"] == [11, 12] and done["result"]["requested_size"] == [64, 48]
     assert done["result"]["generated_size"] == [32, 24]  # the tiny model's largest side is 32
-    for out, seed in zip(done["outputs"], (11, 12)):
+    for out, seed in zip(done["outputs"], (11, 12), strict=True):
         image = Image.open(io.BytesIO(client.get(out["url"]).content))
         assert image.size == (64, 48)
         info = parse_infotext(image.info["parameters"])
