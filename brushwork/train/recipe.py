@@ -29,7 +29,7 @@ class Recipe:
     images: int = 50_000
     size: int = 64
     seed: int = 0
-    vae_steps: int = 1500
+    vae_steps: int = 2000
     unet_steps: int = 6000
     unet_batch: int = 64
 
