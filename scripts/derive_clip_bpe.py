@@ -20,22 +20,10 @@ import json
 import sys
 from pathlib import Path
 
+from transformers.convert_slow_tokenizer import bytes_to_unicode  # GPT-2/CLIP byte table
+
 OUT = Path(__file__).resolve().parent.parent / "brushwork" / "models" / "configs" / "clip_bpe"
 N_MERGES = 49152 - 256 - 2
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte → printable character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
 
 
 def main(src: str) -> None:

@@ -22,22 +22,11 @@ from brushwork.models import ldm
 MERGES = [("c", "a"), ("ca", "t</w>"), ("r", "e"), ("re", "d</w>")]
 
 
-def _bytes_to_unicode() -> list[str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def tiny_tokenizer(pad_token: str = "<|endoftext|>"):
     from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    symbols = _bytes_to_unicode()
+    symbols = list(bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols]
     tokens += [a + b for a, b in MERGES]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
