@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from brushwork.errors import InvalidParameter, PromptError
+from brushwork.jsonl import read_jsonl
 from brushwork.paths import package_data
 from brushwork.world.grammar import Spec, parse
 
@@ -26,19 +26,9 @@ class BenchPrompt:
 def load_prompts(path: str | Path | None = None, limit: int | None = None) -> list[BenchPrompt]:
     """Read and validate a prompt file; a bad line raises with its line number and reason."""
     path = Path(path) if path else DEFAULT_PROMPTS
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InvalidParameter(f"cannot read prompt file {path}: {exc.strerror}") from None
     out = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidParameter(f"{path}:{i}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+    for i, row in read_jsonl(path, "prompt file"):
+        if not isinstance(row.get("prompt"), str):
             raise InvalidParameter(f"{path}:{i}: each line needs a string 'prompt'")
         category = row.get("category")
         if category not in GENEVAL_CATEGORIES + EXTRA_CATEGORIES:

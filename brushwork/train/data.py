@@ -8,7 +8,6 @@ batches an uninterrupted run would. A row's chance of being drawn is proportiona
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from brushwork.errors import InvalidParameter
+from brushwork.jsonl import read_jsonl
 from brushwork.paths import safe_join
 
 
@@ -52,14 +52,8 @@ def load_imagefolder(root: str | Path) -> ImageFolder:
     if not meta.is_file():
         raise InvalidParameter(f"{root} is not an imagefolder dataset: no metadata.jsonl")
     files, texts, weights = [], [], []
-    for i, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidParameter(f"{meta}:{i}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("file_name"), str) or not isinstance(row.get("text"), str):
+    for i, row in read_jsonl(meta, "dataset metadata"):
+        if not isinstance(row.get("file_name"), str) or not isinstance(row.get("text"), str):
             raise InvalidParameter(f"{meta}:{i}: each row needs string 'file_name' and 'text'")
         w = row.get("weight", 1.0)
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:

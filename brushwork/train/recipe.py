@@ -38,6 +38,7 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: floa
                progress: bool = True, log=print) -> dict:
     import torch
 
+    from brushwork.train.data import load_imagefolder
     from brushwork.train.diffusion import DEFAULT_SCHEDULER_CONFIG, train_unet
     from brushwork.train.tokenizer import build_tokenizer, corpus_words
     from brushwork.train.vae import train_vae
@@ -60,8 +61,7 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: floa
     tok_dir = work / "tokenizer"
     if not (tok_dir / "vocab.json").is_file():
         log("[2/5] tokenizer")
-        texts = [json.loads(line)["text"] for line in (data / "metadata.jsonl").read_text().splitlines()]
-        build_tokenizer(corpus_words(texts) | _grammar_words(), tok_dir)
+        build_tokenizer(corpus_words(load_imagefolder(data).texts) | _grammar_words(), tok_dir)
     vae_dir = work / "vae" / "vae"
     if not (vae_dir / "config.json").is_file():
         log(f"[3/5] vae: {recipe.vae_steps} steps")

@@ -52,6 +52,7 @@ def test_broken_generator_scores_zero():
     ('{"prompt": "a red circle", "category": "nope"}\n', InvalidParameter, "unknown category 'nope'"),
     ('{"prompt": "a red zebra", "category": "colors"}\n', PromptError, ":1: cannot parse 'zebra'"),
     ('not json\n', InvalidParameter, ":1: not JSON"),
+    ('[1, 2]\n', InvalidParameter, ":1: each line must be a JSON object"),
     ('\n', InvalidParameter, "no prompts"),
 ])
 def test_bad_prompt_files(tmp_path, content, err, msg):
