@@ -24,6 +24,7 @@ from pathlib import Path
 
 from brushwork.errors import InvalidParameter, ModelFileError, NotFound, UnsafePath
 from brushwork.paths import brushwork_home, package_data, safe_join
+from brushwork.sqlite_schema import migrate, schema_version
 
 BUNDLED_NAME = "default"
 DB_NAME = "registry.sqlite3"
@@ -130,25 +131,11 @@ class Registry:
         self.db.close()
 
     def _migrate(self) -> None:
-        with self.db:
-            self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = self.db.execute("SELECT version FROM schema_version").fetchone()
-            current = row[0] if row else 0
-            if current > SCHEMA_VERSION:
-                raise InvalidParameter(
-                    f"the registry in {self.home} has schema version {current}; this brushwork knows up to "
-                    f"{SCHEMA_VERSION}"
-                )
-            for version in range(current, SCHEMA_VERSION):
-                self.db.executescript(MIGRATIONS[version])
-            if row is None:
-                self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            else:
-                self.db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        migrate(self.db, MIGRATIONS, f"the registry in {self.home}")
 
     @property
     def schema_version(self) -> int:
-        return self.db.execute("SELECT version FROM schema_version").fetchone()[0]
+        return schema_version(self.db)
 
     # ------------------------------------------------------------ entries
 

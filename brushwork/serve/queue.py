@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brushwork.errors import BrushworkError, InvalidParameter, NotFound
+from brushwork.errors import BrushworkError, NotFound
+from brushwork.sqlite_schema import migrate, schema_version
 
 DB_NAME = "queue.sqlite3"
 ACTIVE = ("queued", "running")
@@ -173,28 +174,11 @@ class JobQueue:
             self._local.db = None
 
     def _migrate(self) -> None:
-        db = self._db()
-        with self._write():
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            current = row[0] if row else 0
-            if current > SCHEMA_VERSION:
-                raise InvalidParameter(
-                    f"the job queue {self.path} has schema version {current}; this brushwork knows up to "
-                    f"{SCHEMA_VERSION} (a newer brushwork made it)"
-                )
-            for version in range(current, SCHEMA_VERSION):
-                for statement in MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            if row is None:
-                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            else:
-                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        migrate(self._db(), MIGRATIONS, f"the job queue {self.path}")
 
     @property
     def schema_version(self) -> int:
-        return self._db().execute("SELECT version FROM schema_version").fetchone()[0]
+        return schema_version(self._db())
 
     # ------------------------------------------------------------ submitting and reading
 
