@@ -112,7 +112,7 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
         step += 1
         for name, m in modules.items():
             emas[name].update(m, step)
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         out_of_time = max_minutes is not None and time.monotonic() - start > max_minutes * 60

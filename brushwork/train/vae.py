@@ -66,7 +66,7 @@ def train_vae(data_dir, out_dir, *, steps: int = 1500, batch: int = 32, crop: in
         opt.step()
         step += 1
         ema.update(vae, step)
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         out_of_time = max_minutes is not None and time.monotonic() - start > max_minutes * 60
