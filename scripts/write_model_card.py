@@ -1,9 +1,11 @@
 """Write the bundled model's README.md (model card) from an adherence report.json.
 
     python scripts/write_model_card.py --report outputs/eval-default/report.json \
-        --model brushwork/default_model [--training runs/default/model/brushwork_training.json]
+        --model brushwork/default_model [--training runs/default/model/brushwork_training.json] \
+        [--project-readme README.md]
 
-The adherence table is generated from the report, never typed by hand.
+The adherence table is generated from the report, never typed by hand: in the card, and in the
+project README between the ``<!-- adherence:start -->`` and ``<!-- adherence:end -->`` markers.
 """
 
 import argparse
@@ -20,6 +22,7 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--training", default=None)
     ap.add_argument("--produced-by", default="the CPU recipe on a 2-core machine")
+    ap.add_argument("--project-readme", default=None, help="also refresh the table in this README")
     args = ap.parse_args()
     report = json.loads(Path(args.report).read_text())
     model = Path(args.model)
@@ -64,6 +67,15 @@ on plain backgrounds. Native size {rec["size"]}×{rec["size"]} px. Licence: Apac
 """
     (model / "README.md").write_text(card)
     print(model / "README.md")
+    if args.project_readme:
+        readme = Path(args.project_readme)
+        text = readme.read_text()
+        start, end = "<!-- adherence:start -->\n", "<!-- adherence:end -->"
+        if start not in text or end not in text:
+            raise SystemExit(f"error: {readme} has no {start.strip()} ... {end} block")
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + markdown_table(report) + end + rest.split(end, 1)[1])
+        print(readme)
 
 
 if __name__ == "__main__":
