@@ -29,8 +29,6 @@ def statements(script: str) -> list[str]:
 def migrate(db: sqlite3.Connection, migrations: list[str], what: str) -> int:
     """Bring ``db`` to ``len(migrations)``; ``what`` names the database in errors. Returns the old version."""
     target = len(migrations)
-    if db.in_transaction:
-        db.commit()
     db.execute("BEGIN IMMEDIATE")  # takes the write lock now: two processes cannot migrate at once
     try:
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
