@@ -27,13 +27,14 @@ def main():
 
     from brushwork.evaluate.adherence import renderer_generate, run_adherence
     from brushwork.evaluate.prompt_sets import load_prompts
+    from brushwork.train.vae import to_tensor
 
     vae = AutoencoderKL.from_pretrained(args.vae).eval()
     truth = renderer_generate(args.size)
 
     @torch.no_grad()
     def round_trip(bp, seed, n):
-        x = torch.from_numpy(np.stack(truth(bp, seed, n))).permute(0, 3, 1, 2).float() / 127.5 - 1
+        x = to_tensor(np.stack(truth(bp, seed, n)))
         y = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
         return list(((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
 

@@ -324,8 +324,7 @@ class JobQueue:
         """Record progress; return True when a cancel was requested."""
         with self._write() as db:
             db.execute("UPDATE jobs SET step = ?, total_steps = ? WHERE id = ?", (step, total, job_id))
-            row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return bool(row and row[0])
+        return self.cancel_requested(job_id)
 
     def cancel_requested(self, job_id: str) -> bool:
         row = self._db().execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
