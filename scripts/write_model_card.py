@@ -15,6 +15,8 @@ from pathlib import Path
 from brushwork.evaluate.adherence import markdown_table
 from brushwork.world.holdout import DEFAULT_HOLDOUT, load_holdout
 
+START, END = "<!-- adherence:start -->\n", "<!-- adherence:end -->"
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -26,6 +28,11 @@ def main():
     args = ap.parse_args()
     report = json.loads(Path(args.report).read_text())
     model = Path(args.model)
+    if args.project_readme:  # checked before anything is written
+        readme = Path(args.project_readme)
+        readme_text = readme.read_text()
+        if START not in readme_text or END not in readme_text:
+            raise SystemExit(f"error: {readme} has no {START.strip()} ... {END} block")
     training = json.loads(Path(args.training).read_text()) if args.training else json.loads(
         (model / "brushwork_training.json").read_text())
     held = sorted(load_holdout().pairs)
@@ -68,13 +75,8 @@ on plain backgrounds. Native size {rec["size"]}×{rec["size"]} px. Licence: Apac
     (model / "README.md").write_text(card)
     print(model / "README.md")
     if args.project_readme:
-        readme = Path(args.project_readme)
-        text = readme.read_text()
-        start, end = "<!-- adherence:start -->\n", "<!-- adherence:end -->"
-        if start not in text or end not in text:
-            raise SystemExit(f"error: {readme} has no {start.strip()} ... {end} block")
-        head, rest = text.split(start, 1)
-        readme.write_text(head + start + markdown_table(report) + end + rest.split(end, 1)[1])
+        head, rest = readme_text.split(START, 1)
+        readme.write_text(head + START + markdown_table(report) + END + rest.split(END, 1)[1])
         print(readme)
 
 
