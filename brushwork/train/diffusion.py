@@ -36,6 +36,13 @@ DEFAULT_SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_schedule="scaled_
                                 timestep_spacing="trailing", clip_sample=False)
 
 
+def unet_config_for(vae: AutoencoderKL, config: dict | None = None) -> dict:
+    """``config`` (default ``DEFAULT_UNET_CONFIG``) with channels and sample size matched to the VAE's latents."""
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    return {**(config or DEFAULT_UNET_CONFIG), "in_channels": vae.config.latent_channels,
+            "out_channels": vae.config.latent_channels, "sample_size": vae.config.sample_size // factor}
+
+
 def make_text_encoder(tokenizer: CLIPTokenizer, config: dict | None = None) -> CLIPTextModel:
     cfg = CLIPTextConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -54,8 +61,17 @@ def _latent_cache(out_dir: Path, data_dir, vae: AutoencoderKL, data) -> tuple[to
     return mean, std
 
 
+def lr_at(step: int, lr: float, warmup: int, steps: int, final_frac: float = 1.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then a cosine from ``lr`` down to ``final_frac * lr`` at ``steps``
+    (``final_frac=1`` keeps it constant)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    done = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return lr * (final_frac + (1 - final_frac) * 0.5 * (1 + np.cos(np.pi * done)))
+
+
 def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, batch: int = 64, lr: float = 3e-4,
-               warmup: int = 200, uncond_p: float = 0.1, snr_gamma: float = 5.0, train_text_encoder: bool = True,
+               warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1, snr_gamma: float = 5.0, train_text_encoder: bool = True,
                seed: int = 0, max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
     """Train (or resume). Returns {"done": bool, "step": int, "unet": UNet, "text_encoder": TE} with EMA
@@ -71,7 +87,7 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
     ids = tokenizer(data.texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
-    unet = UNet2DConditionModel(**(unet_config or DEFAULT_UNET_CONFIG))
+    unet = UNet2DConditionModel(**unet_config_for(vae, unet_config))
     te = make_text_encoder(tokenizer, text_config)
     te.requires_grad_(train_text_encoder)
     sched = DDPMScheduler(**DEFAULT_SCHEDULER_CONFIG)
@@ -89,7 +105,7 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
     te.train(train_text_encoder)
     while step < steps:
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / warmup)
+            g["lr"] = lr_at(step, lr, warmup, steps, final_lr_frac)
         idx = torch.from_numpy(batch_indices(data.weights, seed, step, batch))
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
         lat = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=gen)) * scale

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 @dataclass
@@ -29,9 +29,13 @@ class Recipe:
     images: int = 50_000
     size: int = 64
     seed: int = 0
-    vae_steps: int = 2000
-    unet_steps: int = 6000
+    vae_steps: int = 1500
+    vae_latent_channels: int = 8
+    vae_detail_weight: float = 8.0
+    unet_steps: int = 8000
     unet_batch: int = 64
+    unet_lr: float = 1e-3
+    unet_final_lr_frac: float = 0.1
 
 
 def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: float | None = None,
@@ -41,7 +45,7 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: floa
     from brushwork.train.data import load_imagefolder
     from brushwork.train.diffusion import DEFAULT_SCHEDULER_CONFIG, train_unet
     from brushwork.train.tokenizer import build_tokenizer, corpus_words
-    from brushwork.train.vae import train_vae
+    from brushwork.train.vae import DEFAULT_VAE_CONFIG, train_vae
     from brushwork.world.dataset import make_dataset
     from brushwork.world.holdout import load_holdout
 
@@ -66,12 +70,14 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: floa
     if not (vae_dir / "config.json").is_file():
         log(f"[3/5] vae: {recipe.vae_steps} steps")
         out = train_vae(data, work / "vae", steps=recipe.vae_steps, seed=recipe.seed, max_minutes=left(),
+                        detail_weight=recipe.vae_detail_weight,
+                        config={**DEFAULT_VAE_CONFIG, "latent_channels": recipe.vae_latent_channels},
                         progress=progress)
         if out != vae_dir:
             return {"done": False, "stage": "vae"}
     log(f"[4/5] unet + text encoder: {recipe.unet_steps} steps")
     res = train_unet(data, vae_dir, tok_dir, work / "unet", steps=recipe.unet_steps, batch=recipe.unet_batch,
-                     seed=recipe.seed, max_minutes=left(), progress=progress)
+                     lr=recipe.unet_lr, final_lr_frac=recipe.unet_final_lr_frac, seed=recipe.seed, max_minutes=left(), progress=progress)
     log("[5/5] export")
     export(work, res["done"], res["step"], recipe, DEFAULT_SCHEDULER_CONFIG)
     return {"done": res["done"], "stage": "unet" if not res["done"] else "done", "step": res["step"]}
@@ -94,15 +100,15 @@ def export(work: Path, done: bool, step: int, recipe: Recipe, scheduler_config: 
     from safetensors.torch import load_file
     from transformers import CLIPTokenizer
 
-    from brushwork.train.diffusion import DEFAULT_UNET_CONFIG, make_text_encoder
+    from brushwork.train.diffusion import make_text_encoder, unet_config_for
 
     tokenizer = CLIPTokenizer.from_pretrained(str(work / "tokenizer"))
-    unet = UNet2DConditionModel(**DEFAULT_UNET_CONFIG)
+    vae = AutoencoderKL.from_pretrained(str(work / "vae" / "vae"))
+    unet = UNet2DConditionModel(**unet_config_for(vae))
     te = make_text_encoder(tokenizer)
     ck = work / "unet" / "checkpoint"
     unet.load_state_dict(load_file(ck / "unet.ema.safetensors"))
     te.load_state_dict(load_file(ck / "text_encoder.ema.safetensors"))
-    vae = AutoencoderKL.from_pretrained(str(work / "vae" / "vae"))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer, unet=unet,
                                    scheduler=DDPMScheduler(**scheduler_config), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)

@@ -102,3 +102,48 @@ def test_training_changes_weights_and_loss_is_finite(tmp_path, data):
     init = UNet2DConditionModel(**TINY_UNET).state_dict()
     assert any(not torch.equal(raw[k], init[k]) for k in raw)
     assert res["done"]
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_final_fraction():
+    from brushwork.train.diffusion import lr_at
+
+    assert lr_at(0, 1e-3, 10, 100) == pytest.approx(1e-4)
+    assert lr_at(9, 1e-3, 10, 100) == pytest.approx(1e-3)
+    assert lr_at(50, 1e-3, 10, 100) == pytest.approx(1e-3)  # final_frac 1: constant
+    lrs = [lr_at(s, 1e-3, 10, 100, 0.1) for s in range(10, 101)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert lr_at(500, 1e-3, 10, 100, 0.1) == pytest.approx(1e-4)  # past the end it stays at the floor
+
+
+def test_detail_mask_marks_objects_and_their_rim_not_the_background():
+    from brushwork.train.vae import detail_mask
+
+    img = np.full((1, 16, 16, 3), (200, 30, 30), np.uint8)
+    img[0, 6:9, 6:9] = (20, 20, 220)
+    m = detail_mask(img)[0]
+    assert m[5:10, 5:10].all()  # the object and a one-pixel rim
+    assert m.sum() == 25
+    noisy = img.copy()
+    noisy[0, 0, 0] = (205, 33, 27)  # within tolerance: still background
+    assert detail_mask(noisy)[0, 0, 0] == 0
+
+
+def test_detail_weight_changes_the_vae_loss(tmp_path, data):
+    _, d, _ = data
+    plain = train_vae(d, tmp_path / "p", steps=2, batch=4, crop=16, config=TINY_VAE, progress=False)
+    weighted = train_vae(d, tmp_path / "w", steps=2, batch=4, crop=16, config=TINY_VAE, detail_weight=8.0,
+                         progress=False)
+    lp = json.loads((plain.parent / "checkpoint" / "state.json").read_text())["losses"]
+    lw = json.loads((weighted.parent / "checkpoint" / "state.json").read_text())["losses"]
+    assert lw[0] > lp[0]  # same first batch and weights, objects counted 9x
+
+
+def test_unet_channels_follow_the_vae():
+    from diffusers import AutoencoderKL
+
+    from brushwork.train.diffusion import unet_config_for
+
+    vae8 = AutoencoderKL(**{**TINY_VAE, "latent_channels": 8})
+    cfg = unet_config_for(vae8, TINY_UNET)
+    assert (cfg["in_channels"], cfg["out_channels"], cfg["sample_size"]) == (8, 8, 16)
