@@ -25,6 +25,8 @@ def register(sub) -> None:
     v.add_argument("--steps", type=int, default=1500)
     v.add_argument("--batch", type=int, default=32)
     v.add_argument("--crop", type=int, default=32)
+    v.add_argument("--detail-weight", type=float, default=0.0,
+                   help="extra loss weight on objects and their rim, over a flat background (default 0)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--max-minutes", type=float, default=None)
     v.set_defaults(handler=_vae)
@@ -37,6 +39,8 @@ def register(sub) -> None:
     u.add_argument("--steps", type=int, default=3000)
     u.add_argument("--batch", type=int, default=64)
     u.add_argument("--lr", type=float, default=3e-4)
+    u.add_argument("--final-lr-frac", type=float, default=1.0,
+                   help="cosine-decay the lr to this fraction of --lr by the last step (default 1: constant)")
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--freeze-text-encoder", action="store_true")
     u.add_argument("--max-minutes", type=float, default=None)
@@ -66,19 +70,26 @@ def _recipe(args) -> int:
 
 
 def _vae(args) -> int:
+    from brushwork.errors import InvalidParameter
     from brushwork.train.vae import train_vae
 
     _check_positive(steps=args.steps, batch=args.batch, crop=args.crop, max_minutes=args.max_minutes)
+    if not args.detail_weight >= 0:
+        raise InvalidParameter(f"--detail-weight must be >= 0 (got {args.detail_weight})")
     print(train_vae(args.data, args.out, steps=args.steps, batch=args.batch, crop=args.crop, seed=args.seed,
-                    max_minutes=args.max_minutes))
+                    detail_weight=args.detail_weight, max_minutes=args.max_minutes))
     return 0
 
 
 def _unet(args) -> int:
+    from brushwork.errors import InvalidParameter
     from brushwork.train.diffusion import train_unet
 
     _check_positive(steps=args.steps, batch=args.batch, lr=args.lr, max_minutes=args.max_minutes)
+    if not 0 < args.final_lr_frac <= 1:
+        raise InvalidParameter(f"--final-lr-frac must be in (0, 1] (got {args.final_lr_frac})")
     res = train_unet(args.data, args.vae, args.tokenizer, args.out, steps=args.steps, batch=args.batch, lr=args.lr,
+                     final_lr_frac=args.final_lr_frac,
                      seed=args.seed, train_text_encoder=not args.freeze_text_encoder, max_minutes=args.max_minutes)
     print(json.dumps({"done": res["done"], "step": res["step"], "checkpoint": f"{args.out}/checkpoint"}))
     return 0

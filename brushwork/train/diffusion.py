@@ -71,7 +71,8 @@ def lr_at(step: int, lr: float, warmup: int, steps: int, final_frac: float = 1.0
 
 
 def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, batch: int = 64, lr: float = 3e-4,
-               warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1, snr_gamma: float = 5.0, train_text_encoder: bool = True,
+               warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1, snr_gamma: float = 5.0,
+               train_text_encoder: bool = True,
                seed: int = 0, max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
     """Train (or resume). Returns {"done": bool, "step": int, "unet": UNet, "text_encoder": TE} with EMA

@@ -4,9 +4,10 @@ Stages (each skipped when its output exists, each resumable from its checkpoint)
 
 1. ``dataset``   – shapes-world imagefolder, 64 px, the default holdout applied by scene;
 2. ``tokenizer`` – a word-level BPE vocabulary for the captions (a ``CLIPTokenizer``);
-3. ``vae``       – ``AutoencoderKL``, factor 4 (64 px ↔ 4×16×16), trained on 32 px crops;
+3. ``vae``       – ``AutoencoderKL``, factor 4 (64 px ↔ 8×16×16), trained on 32 px crops with
+                   objects weighted 9× (see ``train.vae``);
 4. ``unet``      – UNet + CLIP text encoder trained jointly on cached latents (v-prediction,
-                   min-SNR-γ, EMA), checkpointing as it goes;
+                   min-SNR-γ, lr warm-up then cosine decay, EMA), checkpointing as it goes;
 5. ``export``    – a diffusers folder (``model_index.json``, fp16 safetensors) in ``DIR/model``.
 
 ``--max-minutes`` stops cleanly (checkpoint saved) so that each run fits a time budget; run the
@@ -29,10 +30,10 @@ class Recipe:
     images: int = 50_000
     size: int = 64
     seed: int = 0
-    vae_steps: int = 1500
+    vae_steps: int = 2500
     vae_latent_channels: int = 8
     vae_detail_weight: float = 8.0
-    unet_steps: int = 8000
+    unet_steps: int = 6500
     unet_batch: int = 64
     unet_lr: float = 1e-3
     unet_final_lr_frac: float = 0.1
@@ -77,7 +78,8 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: floa
             return {"done": False, "stage": "vae"}
     log(f"[4/5] unet + text encoder: {recipe.unet_steps} steps")
     res = train_unet(data, vae_dir, tok_dir, work / "unet", steps=recipe.unet_steps, batch=recipe.unet_batch,
-                     lr=recipe.unet_lr, final_lr_frac=recipe.unet_final_lr_frac, seed=recipe.seed, max_minutes=left(), progress=progress)
+                     lr=recipe.unet_lr, final_lr_frac=recipe.unet_final_lr_frac, seed=recipe.seed,
+                     max_minutes=left(), progress=progress)
     log("[5/5] export")
     export(work, res["done"], res["step"], recipe, DEFAULT_SCHEDULER_CONFIG)
     return {"done": res["done"], "stage": "unet" if not res["done"] else "done", "step": res["step"]}

@@ -45,7 +45,8 @@ def detail_mask(images: np.ndarray, tol: int = 12) -> np.ndarray:
 
 
 def train_vae(data_dir, out_dir, *, steps: int = 1500, batch: int = 32, crop: int = 32, lr: float = 1e-3,
-              kl_weight: float = 1e-6, detail_weight: float = 0.0, seed: int = 0, max_minutes: float | None = None, ckpt_every: int = 250,
+              kl_weight: float = 1e-6, detail_weight: float = 0.0, seed: int = 0, max_minutes: float | None = None,
+              ckpt_every: int = 250,
               config: dict | None = None, progress: bool = True) -> Path:
     """Train (or resume) and write ``out_dir/vae`` (diffusers layout) when ``steps`` are done.
 

@@ -147,3 +147,26 @@ def test_unet_channels_follow_the_vae():
     vae8 = AutoencoderKL(**{**TINY_VAE, "latent_channels": 8})
     cfg = unet_config_for(vae8, TINY_UNET)
     assert (cfg["in_channels"], cfg["out_channels"], cfg["sample_size"]) == (8, 8, 16)
+
+
+def test_train_cli_bad_input_is_one_line_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    d = str(tmp_path / "d")
+    cases = [
+        (["train", "vae", "--data", d, "--out", d, "--detail-weight", "-1"], "--detail-weight must be >= 0"),
+        (["train", "vae", "--data", d, "--out", d, "--steps", "0"], "--steps must be positive"),
+        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--final-lr-frac", "0"],
+         "--final-lr-frac must be in (0, 1]"),
+        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--final-lr-frac", "1.5"],
+         "--final-lr-frac must be in (0, 1]"),
+        (["train", "recipe", "--work", d, "--unet-steps", "-3"], "--unet-steps must be positive"),
+    ]
+    for args, msg in cases:
+        r = subprocess.run([sys.executable, "-m", "brushwork", *args], capture_output=True, text=True)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and msg in lines[0], r.stderr
+    assert not (tmp_path / "d").exists()  # nothing was written
