@@ -77,6 +77,7 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
                text_config: dict | None = None, progress: bool = True) -> dict:
     """Train (or resume). Returns {"done": bool, "step": int, "unet": UNet, "text_encoder": TE} with EMA
     weights loaded when done."""
+    start = time.monotonic()  # --max-minutes counts loading and latent caching too
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -100,7 +101,6 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
     step, losses, _ = load_checkpoint(ckpt, modules, emas, opt)
     alphas = sched.alphas_cumprod
     snr_all = alphas / (1 - alphas)
-    start = time.monotonic()
     bar = tqdm(total=steps, initial=step, desc="unet", disable=not progress)
     unet.train()
     te.train(train_text_encoder)

@@ -33,7 +33,7 @@ class Recipe:
     vae_steps: int = 2500
     vae_latent_channels: int = 8
     vae_detail_weight: float = 8.0
-    unet_steps: int = 6500
+    unet_steps: int = 6000
     unet_batch: int = 64
     unet_lr: float = 1e-3
     unet_final_lr_frac: float = 0.1

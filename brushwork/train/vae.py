@@ -52,6 +52,7 @@ def train_vae(data_dir, out_dir, *, steps: int = 1500, batch: int = 32, crop: in
 
     Returns the folder of the finished VAE, or of the checkpoint if ``max_minutes`` ran out first.
     """
+    start = time.monotonic()  # --max-minutes counts loading the images too
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -62,7 +63,6 @@ def train_vae(data_dir, out_dir, *, steps: int = 1500, batch: int = 32, crop: in
     ema = EMA(vae, 0.999)
     ckpt = out_dir / "checkpoint"
     step, losses, _ = load_checkpoint(ckpt, {"vae": vae}, {"vae": ema}, opt)
-    start = time.monotonic()
     h, w = images.shape[1:3]
     bar = tqdm(total=steps, initial=step, desc="vae", disable=not progress)
     while step < steps:
