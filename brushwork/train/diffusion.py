@@ -8,6 +8,7 @@ same as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def lr_at(step: int, lr: float, warmup: int, steps: int, final_frac: float = 1.0
     if step < warmup:
         return lr * (step + 1) / warmup
     done = min(1.0, (step - warmup) / max(1, steps - warmup))
-    return lr * (final_frac + (1 - final_frac) * 0.5 * (1 + np.cos(np.pi * done)))
+    # a Python float: a numpy scalar in the optimizer state would not load with torch.load(weights_only=True)
+    return float(lr * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * done))))
 
 
 def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, batch: int = 64, lr: float = 3e-4,

@@ -170,3 +170,14 @@ def test_train_cli_bad_input_is_one_line_no_traceback(tmp_path):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and msg in lines[0], r.stderr
     assert not (tmp_path / "d").exists()  # nothing was written
+
+
+def test_a_cosine_schedule_checkpoint_loads_back(tmp_path, data):
+    root, d, vae_dir = data
+    kw = dict(steps=3, batch=4, unet_config=TINY_UNET, text_config=TINY_TEXT, progress=False, warmup=1,
+              final_lr_frac=0.5)
+    train_unet(d, vae_dir, root / "tok", tmp_path / "a", **kw)
+    opt = torch.load(tmp_path / "a" / "checkpoint" / "optimizer.pt", weights_only=True)
+    assert all(type(g["lr"]) is float for g in opt["param_groups"])
+    again = train_unet(d, vae_dir, root / "tok", tmp_path / "a", **kw)  # resumes from the checkpoint
+    assert again["done"] and again["step"] == 3
