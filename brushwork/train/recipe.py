@@ -22,7 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-RECIPE_VERSION = 2
+# 3: captions name colours and backgrounds less often (world.captions.P_NAME_*), so short prompts are seen
+RECIPE_VERSION = 3
 
 
 @dataclass
@@ -47,13 +48,14 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: floa
     from brushwork.train.diffusion import DEFAULT_SCHEDULER_CONFIG, train_unet
     from brushwork.train.tokenizer import build_tokenizer, corpus_words
     from brushwork.train.vae import DEFAULT_VAE_CONFIG, train_vae
-    from brushwork.world.dataset import make_dataset
+    from brushwork.world.dataset import make_dataset, recaption
     from brushwork.world.holdout import load_holdout
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / "recipe.json").write_text(json.dumps({"version": RECIPE_VERSION, **asdict(recipe)}, indent=1))
+    stamp = work / "recipe.json"
+    previous = json.loads(stamp.read_text()).get("version", 0) if stamp.is_file() else None
     t0 = time.monotonic()
 
     def left() -> float | None:
@@ -63,6 +65,10 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: floa
     if not (data / "metadata.jsonl").is_file():
         log(f"[1/5] dataset: {recipe.images} images at {recipe.size}px")
         make_dataset(data, recipe.images, seed=recipe.seed, size=recipe.size, holdout=load_holdout())
+    elif previous is not None and previous < 3:
+        log("[1/5] dataset: captions rewritten with the version-3 phrasing (the images stay)")
+        recaption(data, seed=recipe.seed, size=recipe.size, holdout=load_holdout())
+    stamp.write_text(json.dumps({"version": RECIPE_VERSION, **asdict(recipe)}, indent=1))
     tok_dir = work / "tokenizer"
     if not (tok_dir / "vocab.json").is_file():
         log("[2/5] tokenizer")

@@ -18,18 +18,48 @@ from brushwork.errors import InvalidParameter
 from brushwork.world.captions import caption, random_spec
 from brushwork.world.holdout import Holdout
 from brushwork.world.render import render, to_png_bytes
-from brushwork.world.scene import sample_scene
+from brushwork.world.scene import Scene, sample_scene
 
 
-def make_item(seed: int, index: int, size: int, holdout: Holdout) -> tuple[bytes, dict]:
+def describe_item(seed: int, index: int, size: int, holdout: Holdout) -> tuple[Scene, dict]:
+    """Item ``index``'s scene and metadata row, without rendering it."""
     rng = np.random.default_rng([seed, index])
     spec = random_spec(rng, holdout)
     scene = sample_scene(spec, int(rng.integers(2**31)), width=size, holdout=holdout)
-    text = caption(spec, scene, rng)
+    text = caption(spec, scene, rng)  # drawn after the scene: a change of phrasing never changes the image
     category = "relation" if spec.relation else ("counting" if len(spec.groups) == 1 and spec.groups[0].count > 1
                                                  else ("single" if len(spec.groups) == 1 else "multi"))
-    png = to_png_bytes(render(scene))
-    return png, {"file_name": f"{index:07d}.png", "text": text, "category": category, "scene": scene.to_dict()}
+    return scene, {"file_name": f"{index:07d}.png", "text": text, "category": category, "scene": scene.to_dict()}
+
+
+def make_item(seed: int, index: int, size: int, holdout: Holdout) -> tuple[bytes, dict]:
+    scene, row = describe_item(seed, index, size, holdout)
+    return to_png_bytes(render(scene)), row
+
+
+def recaption(out: str | os.PathLike, seed: int = 0, size: int = 64, holdout: Holdout | None = None) -> int:
+    """Rewrite the captions of a dataset made by ``make_dataset`` with the current phrasing; the images stay.
+
+    Each row's scene is re-derived from ``(seed, index)`` and must equal the stored one, so a dataset made
+    with other settings is refused rather than mislabelled. Returns the number of captions changed."""
+    out = Path(out)
+    holdout = holdout or Holdout()
+    rows, changed = [], 0
+    with open(out / "metadata.jsonl", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            index = int(Path(row["file_name"]).stem)
+            _, new = describe_item(seed, index, size, holdout)
+            if json.dumps(new["scene"]) != json.dumps(row["scene"]):
+                raise InvalidParameter(f"{out}: {row['file_name']} was not made with seed {seed} at {size}px")
+            changed += new["text"] != row["text"]
+            rows.append({**row, "text": new["text"]})
+    tmp = out / "metadata.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows), encoding="utf-8")
+    meta = out / "metadata.jsonl"
+    meta.replace(out / "metadata.jsonl.previous")  # the old captions are kept, not lost
+    tmp.replace(meta)
+    return changed
 
 
 def _chunk(args) -> list[tuple[bytes, dict]]:

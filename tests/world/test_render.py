@@ -1,6 +1,7 @@
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from brushwork.world import vocab
@@ -82,3 +83,38 @@ def test_captions_vary_and_sometimes_omit_details():
     assert 0.2 * len(texts) < named_bg < 0.9 * len(texts)
     assert any(w in t for t in texts for w in ("tiny", "big", "little"))
     assert np.mean(["small" in t or "large" in t or "tiny" in t or "big" in t or "little" in t for t in texts]) < 0.5
+
+
+def test_short_prompts_are_common_in_training_captions():
+    """The benchmark asks "a star", "two circles", "a square and a triangle": such captions must not be rare."""
+    import re
+
+    from brushwork.world.dataset import describe_item
+
+    rows = [describe_item(3, i, 32, load_holdout())[1] for i in range(600)]
+    single = [r["text"].rstrip(".") for r in rows if r["category"] == "single"]
+    colourless = [t for t in single if not set(re.findall(r"\w+", t)) & set(vocab.COLOURS)]
+    assert 0.15 < len(colourless) / len(single) < 0.6
+    assert any(re.fullmatch(r"an? \w+", t) for t in single)  # a bare "a star" occurs
+
+
+def test_recaption_rewrites_captions_keeps_images_and_old_metadata(tmp_path):
+    import json
+
+    from brushwork.errors import InvalidParameter
+    from brushwork.world.dataset import recaption
+
+    d = make_dataset(tmp_path / "d", 12, seed=4, size=32, holdout=load_holdout(), workers=1)
+    before = (d / "metadata.jsonl").read_text()
+    pngs = {p.name: p.read_bytes() for p in d.glob("*.png")}
+    rows = [json.loads(line) for line in before.splitlines()]
+    for r in rows:
+        r["text"] = "stale"
+    (d / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert recaption(d, seed=4, size=32, holdout=load_holdout()) == 12
+    assert (d / "metadata.jsonl").read_text() == before  # the same captions make_dataset writes
+    assert "stale" in (d / "metadata.jsonl.previous").read_text()
+    assert {p.name: p.read_bytes() for p in d.glob("*.png")} == pngs
+    with pytest.raises(InvalidParameter, match="not made with seed 5"):
+        recaption(d, seed=5, size=32, holdout=load_holdout())
+    assert (d / "metadata.jsonl").read_text() == before  # a refused recaption changes nothing
