@@ -48,16 +48,22 @@ def recaption(out: str | os.PathLike, seed: int = 0, size: int = 64, holdout: Ho
     with open(out / "metadata.jsonl", encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
-            index = int(Path(row["file_name"]).stem)
+            try:
+                index = int(Path(row["file_name"]).stem)
+                stored = row["scene"]
+            except (KeyError, TypeError, ValueError):
+                raise InvalidParameter(f"{out}: a row without make_dataset's file_name and scene: {line[:80]!r}") from None
             _, new = describe_item(seed, index, size, holdout)
-            if json.dumps(new["scene"]) != json.dumps(row["scene"]):
+            if json.dumps(new["scene"]) != json.dumps(stored):
                 raise InvalidParameter(f"{out}: {row['file_name']} was not made with seed {seed} at {size}px")
             changed += new["text"] != row["text"]
             rows.append({**row, "text": new["text"]})
     tmp = out / "metadata.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows), encoding="utf-8")
     meta = out / "metadata.jsonl"
-    meta.replace(out / "metadata.jsonl.previous")  # the old captions are kept, not lost
+    previous = out / "metadata.jsonl.previous"
+    if not previous.exists():  # the original captions are kept, not lost, even if recaptioned twice
+        meta.replace(previous)
     tmp.replace(meta)
     return changed
 

@@ -118,3 +118,13 @@ def test_recaption_rewrites_captions_keeps_images_and_old_metadata(tmp_path):
     with pytest.raises(InvalidParameter, match="not made with seed 5"):
         recaption(d, seed=5, size=32, holdout=load_holdout())
     assert (d / "metadata.jsonl").read_text() == before  # a refused recaption changes nothing
+
+
+def test_recaption_refuses_a_foreign_metadata_file(tmp_path):
+    from brushwork.errors import InvalidParameter
+    from brushwork.world.dataset import recaption
+
+    (tmp_path / "metadata.jsonl").write_text('{"file_name": "cat.png", "text": "a cat"}\n')
+    with pytest.raises(InvalidParameter, match="without make_dataset's file_name and scene"):
+        recaption(tmp_path)
+    assert (tmp_path / "metadata.jsonl").read_text() == '{"file_name": "cat.png", "text": "a cat"}\n'
