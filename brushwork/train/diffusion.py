@@ -29,9 +29,6 @@ DEFAULT_UNET_CONFIG = dict(
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
     cross_attention_dim=128, attention_head_dim=4, norm_num_groups=32,
-    # the pooled prompt conditions every ResBlock (as Imagen adds pooled text to the time embedding), through
-    # AdaGN scale-shift (ADM); cross-attention still places things. Plain diffusers loads both.
-    addition_embed_type="text", addition_embed_type_num_heads=4, resnet_time_scale_shift="scale_shift",
 )
 DEFAULT_TEXT_CONFIG = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4,
                            max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=128)
@@ -66,9 +63,9 @@ def _latent_cache(out_dir: Path, data_dir, vae: AutoencoderKL, data) -> tuple[to
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True where the CPU does bf16 matrix maths natively (AVX512-BF16 or AMX): there bf16 autocast made a UNet
-    step 1.29x faster (1.31 s vs 1.68 s at batch 64, benchmarks/train_step.py); on a CPU without them it was
-    2.5x slower."""
+    """True where the CPU does bf16 matrix maths natively (AVX512-BF16 or AMX): there bf16 autocast makes a UNet
+    step faster (benchmarks/train_step.py measures it). Elsewhere bf16 is emulated and slow. Training keeps
+    ``bf16=False`` by default: recipe v4 (bf16 + pooled-prompt AdaGN) trained a much worse model (README)."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
@@ -85,13 +82,12 @@ def lr_at(step: int, lr: float, warmup: int, steps: int, final_frac: float = 1.0
 
 def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, batch: int = 64, lr: float = 3e-4,
                warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1, snr_gamma: float = 5.0,
-               train_text_encoder: bool = True, bf16: bool | None = None,
+               train_text_encoder: bool = True, bf16: bool = False,
                seed: int = 0, max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
     """Train (or resume). Returns {"done": bool, "step": int, "unet": UNet, "text_encoder": TE} with EMA
     weights loaded when done."""
     start = time.monotonic()  # --max-minutes counts loading and latent caching too
-    bf16 = cpu_has_fast_bf16() if bf16 is None else bf16
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

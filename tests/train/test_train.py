@@ -181,3 +181,15 @@ def test_a_cosine_schedule_checkpoint_loads_back(tmp_path, data):
     assert all(type(g["lr"]) is float for g in opt["param_groups"])
     again = train_unet(d, vae_dir, root / "tok", tmp_path / "a", **kw)  # resumes from the checkpoint
     assert again["done"] and again["step"] == 3
+
+
+def test_bf16_autocast_changes_the_arithmetic_but_trains(tmp_path, data):
+    root, d, vae_dir = data
+    kw = dict(steps=2, batch=4, unet_config=TINY_UNET, text_config=TINY_TEXT, progress=False, warmup=1)
+    losses = {}
+    for bf16 in (False, True):
+        train_unet(d, vae_dir, root / "tok", tmp_path / str(bf16), bf16=bf16, **kw)
+        losses[bf16] = json.loads((tmp_path / str(bf16) / "checkpoint" / "state.json").read_text())["losses"]
+    assert all(np.isfinite(losses[True]))
+    assert losses[True] != losses[False]  # autocast really ran the forward pass in bf16
+    assert abs(losses[True][0] - losses[False][0]) < 0.05 * abs(losses[False][0])
