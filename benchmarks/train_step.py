@@ -6,7 +6,8 @@ One step is what ``train.diffusion.train_unet`` does: text encoder and UNet forw
 recipe's configs, 8×16×16 latents, 77 tokens), loss, backward, clipping, AdamW. Random data:
 the speed does not depend on it. The two precisions alternate so that machine noise hits both;
 the ratio fp32/bf16 is the figure to read (above 1: bf16 autocast helps on this CPU, which is
-what ``cpu_has_fast_bf16`` predicts from the CPU's flags).
+what ``cpu_has_fast_bf16`` below predicts from the CPU's flags). ``train unet --bf16`` turns it on;
+the recipe leaves it off (recipe v4, with bf16 among its changes, trained a much worse model: README).
 """
 
 import argparse
@@ -14,6 +15,12 @@ import statistics
 import time
 
 import torch
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU does bf16 matrix maths natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def main():
@@ -26,7 +33,7 @@ def main():
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from brushwork.train.diffusion import DEFAULT_TEXT_CONFIG, DEFAULT_UNET_CONFIG, cpu_has_fast_bf16
+    from brushwork.train.diffusion import DEFAULT_TEXT_CONFIG, DEFAULT_UNET_CONFIG
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**{**DEFAULT_UNET_CONFIG, "in_channels": 8, "out_channels": 8})

@@ -62,14 +62,6 @@ def _latent_cache(out_dir: Path, data_dir, vae: AutoencoderKL, data) -> tuple[to
     return mean, std
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU does bf16 matrix maths natively (AVX512-BF16 or AMX): there bf16 autocast makes a UNet
-    step faster (benchmarks/train_step.py measures it). Elsewhere bf16 is emulated and slow. Training keeps
-    ``bf16=False`` by default: recipe v4 (bf16 + pooled-prompt AdaGN) trained a much worse model (README)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
 def lr_at(step: int, lr: float, warmup: int, steps: int, final_frac: float = 1.0) -> float:
     """Linear warm-up over ``warmup`` steps, then a cosine from ``lr`` down to ``final_frac * lr`` at ``steps``
     (``final_frac=1`` keeps it constant)."""
