@@ -43,6 +43,8 @@ def register(sub) -> None:
                    help="cosine-decay the lr to this fraction of --lr by the last step (default 1: constant)")
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--freeze-text-encoder", action="store_true")
+    u.add_argument("--snr-gamma", type=float, default=5.0,
+                   help="min-SNR-γ loss weighting (default 5); 0 trains on the plain v-prediction loss")
     u.add_argument("--bf16", action="store_true",
                    help="bf16 autocast (faster on CPUs with AVX512-BF16 or AMX: benchmarks/train_step.py)")
     u.add_argument("--max-minutes", type=float, default=None)
@@ -90,8 +92,11 @@ def _unet(args) -> int:
     _check_positive(steps=args.steps, batch=args.batch, lr=args.lr, max_minutes=args.max_minutes)
     if not 0 < args.final_lr_frac <= 1:
         raise InvalidParameter(f"--final-lr-frac must be in (0, 1] (got {args.final_lr_frac})")
+    if not args.snr_gamma >= 0:
+        raise InvalidParameter(f"--snr-gamma must be >= 0 (got {args.snr_gamma})")
     res = train_unet(args.data, args.vae, args.tokenizer, args.out, steps=args.steps, batch=args.batch, lr=args.lr,
                      final_lr_frac=args.final_lr_frac, bf16=args.bf16,
+                     snr_gamma=args.snr_gamma or None,
                      seed=args.seed, train_text_encoder=not args.freeze_text_encoder, max_minutes=args.max_minutes)
     print(json.dumps({"done": res["done"], "step": res["step"], "checkpoint": f"{args.out}/checkpoint"}))
     return 0

@@ -1,7 +1,7 @@
 """Train the denoiser (UNet) and, optionally jointly, the text encoder on cached VAE latents.
 
-Objective: v-prediction with min-SNR-γ loss weighting (Hang et al. 2023), captions dropped to
-the empty prompt with probability ``uncond_p`` so classifier-free guidance works, EMA weights
+Objective: v-prediction, with min-SNR-γ loss weighting (Hang et al. 2023) or none
+(``snr_gamma=None``: the plain v-loss, the default recipe's since v5), captions dropped to the empty prompt with probability ``uncond_p`` so classifier-free guidance works, EMA weights
 for sampling. Everything random at step ``s`` is seeded from ``(seed, s)``: a resumed run is the
 same as an uninterrupted one.
 """
@@ -73,7 +73,7 @@ def lr_at(step: int, lr: float, warmup: int, steps: int, final_frac: float = 1.0
 
 
 def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, batch: int = 64, lr: float = 3e-4,
-               warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1, snr_gamma: float = 5.0,
+               warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1, snr_gamma: float | None = 5.0,
                train_text_encoder: bool = True, bf16: bool = False,
                seed: int = 0, max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
@@ -123,7 +123,8 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
             cond = te(tok).last_hidden_state
             pred = unet(noisy, t, cond).sample.float()
         snr = snr_all[t]
-        weight = torch.clamp(snr, max=snr_gamma) / (snr + 1)  # min-SNR-γ for v-prediction
+        # min-SNR-γ for v-prediction; None: the plain v-loss, which weighs high noise levels far more
+        weight = torch.ones_like(snr) if snr_gamma is None else torch.clamp(snr, max=snr_gamma) / (snr + 1)
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -138,7 +139,8 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
         out_of_time = max_minutes is not None and time.monotonic() - start > max_minutes * 60
         if step % ckpt_every == 0 or step == steps or out_of_time:
             save_checkpoint(ckpt, step, modules, emas, opt, losses)
-            loss_curve(losses, out_dir / "unet_loss.png", "UNet loss (v-pred, min-SNR weighted)")
+            weighting = "" if snr_gamma is None else f", min-SNR-{snr_gamma:g} weighted"
+            loss_curve(losses, out_dir / "unet_loss.png", f"UNet loss (v-pred{weighting})")
         if out_of_time and step < steps:
             bar.close()
             return {"done": False, "step": step, "unet": unet, "text_encoder": te}

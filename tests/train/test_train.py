@@ -161,6 +161,8 @@ def test_train_cli_bad_input_is_one_line_no_traceback(tmp_path):
          "--final-lr-frac must be in (0, 1]"),
         (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--final-lr-frac", "1.5"],
          "--final-lr-frac must be in (0, 1]"),
+        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--snr-gamma", "-1"],
+         "--snr-gamma must be >= 0"),
         (["train", "recipe", "--work", d, "--unet-steps", "-3"], "--unet-steps must be positive"),
     ]
     for args, msg in cases:
@@ -193,3 +195,15 @@ def test_bf16_autocast_changes_the_arithmetic_but_trains(tmp_path, data):
     assert all(np.isfinite(losses[True]))
     assert losses[True] != losses[False]  # autocast really ran the forward pass in bf16
     assert abs(losses[True][0] - losses[False][0]) < 0.05 * abs(losses[False][0])
+
+
+def test_plain_v_loss_weighs_every_noise_level_fully(tmp_path, data):
+    # min-SNR-γ weights are min(snr, γ)/(snr + 1) < 1, so on the same first batch and initial weights
+    # the plain v-loss (snr_gamma=None) is strictly larger
+    root, d, vae_dir = data
+    kw = dict(steps=1, batch=4, unet_config=TINY_UNET, text_config=TINY_TEXT, progress=False, warmup=1)
+    losses = {}
+    for gamma in (5.0, None):
+        train_unet(d, vae_dir, root / "tok", tmp_path / str(gamma), snr_gamma=gamma, **kw)
+        losses[gamma] = json.loads((tmp_path / str(gamma) / "checkpoint" / "state.json").read_text())["losses"][0]
+    assert losses[None] > losses[5.0] > 0
