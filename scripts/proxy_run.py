@@ -11,6 +11,7 @@ The step budget is the schedule's length (cosine to ``--final-lr-frac``); ``--mi
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -50,18 +51,29 @@ def main() -> int:
                                            make_text_encoder, train_unet, unet_config_for)
 
     work, out = Path(args.work), Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = out / "latents.safetensors"
-    if not cache.exists():
-        shutil.copyfile(work / "unet" / "latents.safetensors", cache)
-    ucfg = {**DEFAULT_UNET_CONFIG, **json.loads(args.unet)}
-    tcfg = {**DEFAULT_TEXT_CONFIG, **json.loads(args.text)}
+    overrides = {}
+    for flag in ("unet", "text"):
+        try:
+            overrides[flag] = dict(json.loads(getattr(args, flag)))
+        except (ValueError, TypeError) as e:
+            sys.exit(f"--{flag}: not a JSON object ({e})")
+    ucfg = {**DEFAULT_UNET_CONFIG, **overrides["unet"]}
+    tcfg = {**DEFAULT_TEXT_CONFIG, **overrides["text"]}
     cats = args.categories.split(",")
     prompts = [p for p in load_prompts() if p.category in cats]
+    if not prompts:
+        sys.exit(f"--categories: no benchmark prompt is in {cats}")
     if args.eval_only:
         generate, _ = engine_generate(str(out / "model"), cfg_scale=args.cfg)
         print(json.dumps(fine_eval(prompts, generate, args.images)))
         return 0
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "latents.safetensors"
+    if not cache.exists():  # a hard link where the file system allows it: the cache is 0.5 GB
+        try:
+            os.link(work / "unet" / "latents.safetensors", cache)
+        except OSError:
+            shutil.copyfile(work / "unet" / "latents.safetensors", cache)
     t0 = time.monotonic()
     res = train_unet(work / "dataset", work / "vae" / "vae", work / "tokenizer", out, steps=args.steps,
                      batch=args.batch, lr=args.lr, warmup=args.warmup, final_lr_frac=args.final_lr_frac,
