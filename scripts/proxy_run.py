@@ -38,17 +38,16 @@ def main() -> int:
     ap.add_argument("--eval-only", action="store_true", help="judge OUT/model again, no training")
     args = ap.parse_args()
 
+    if args.snr_gamma < 0:
+        sys.exit(f"--snr-gamma must be >= 0 (got {args.snr_gamma})")
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTokenizer
-
     from brushwork.engine.bench import engine_generate
     from brushwork.evaluate.prompt_sets import load_prompts
-    from brushwork.train.diffusion import (DEFAULT_SCHEDULER_CONFIG, DEFAULT_TEXT_CONFIG, DEFAULT_UNET_CONFIG,
-                                           make_text_encoder, train_unet, unet_config_for)
+    from brushwork.train.diffusion import DEFAULT_SCHEDULER_CONFIG, DEFAULT_TEXT_CONFIG, DEFAULT_UNET_CONFIG, train_unet
+    from brushwork.train.recipe import save_ema_pipeline
 
     work, out = Path(args.work), Path(args.out)
     overrides = {}
@@ -82,18 +81,8 @@ def main() -> int:
     train_s = time.monotonic() - t0
     step = res["step"]
     # the EMA weights, whether or not the schedule finished
-    from safetensors.torch import load_file
-
-    tokenizer = CLIPTokenizer.from_pretrained(str(work / "tokenizer"))
-    vae = AutoencoderKL.from_pretrained(str(work / "vae" / "vae"))
-    unet = UNet2DConditionModel(**unet_config_for(vae, ucfg))
-    te = make_text_encoder(tokenizer, tcfg)
-    unet.load_state_dict(load_file(out / "checkpoint" / "unet.ema.safetensors"))
-    te.load_state_dict(load_file(out / "checkpoint" / "text_encoder.ema.safetensors"))
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer, unet=unet,
-                                   scheduler=DDPMScheduler(**DEFAULT_SCHEDULER_CONFIG), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-    pipe.to(torch.float16).save_pretrained(out / "model", safe_serialization=True)
+    save_ema_pipeline(work / "tokenizer", work / "vae" / "vae", out / "checkpoint", out / "model",
+                      DEFAULT_SCHEDULER_CONFIG, unet_config=ucfg, text_config=tcfg)
 
     generate, _ = engine_generate(str(out / "model"), cfg_scale=args.cfg)
     t1 = time.monotonic()

@@ -108,6 +108,18 @@ def _grammar_words() -> set[str]:
 
 def export(work: Path, done: bool, step: int, recipe: Recipe, scheduler_config: dict) -> Path:
     """Assemble the EMA weights into a diffusers folder at ``work/model`` (fp16 safetensors)."""
+    out = save_ema_pipeline(work / "tokenizer", work / "vae" / "vae", work / "unet" / "checkpoint", work / "model",
+                            scheduler_config)
+    (out / "brushwork_training.json").write_text(json.dumps(
+        {"recipe_version": RECIPE_VERSION, "recipe": asdict(recipe), "unet_steps_done": step, "complete": done},
+        indent=1))
+    return out
+
+
+def save_ema_pipeline(tokenizer_dir: Path, vae_dir: Path, checkpoint: Path, out: Path, scheduler_config: dict, *,
+                      unet_config: dict | None = None, text_config: dict | None = None) -> Path:
+    """A ``train_unet`` checkpoint's EMA UNet and text encoder, with the tokenizer and VAE, saved as a diffusers
+    ``StableDiffusionPipeline`` folder at ``out`` (fp16 safetensors). The configs default to the recipe's."""
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from safetensors.torch import load_file
@@ -115,19 +127,14 @@ def export(work: Path, done: bool, step: int, recipe: Recipe, scheduler_config: 
 
     from brushwork.train.diffusion import make_text_encoder, unet_config_for
 
-    tokenizer = CLIPTokenizer.from_pretrained(str(work / "tokenizer"))
-    vae = AutoencoderKL.from_pretrained(str(work / "vae" / "vae"))
-    unet = UNet2DConditionModel(**unet_config_for(vae))
-    te = make_text_encoder(tokenizer)
-    ck = work / "unet" / "checkpoint"
-    unet.load_state_dict(load_file(ck / "unet.ema.safetensors"))
-    te.load_state_dict(load_file(ck / "text_encoder.ema.safetensors"))
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+    vae = AutoencoderKL.from_pretrained(str(vae_dir))
+    unet = UNet2DConditionModel(**unet_config_for(vae, unet_config))
+    te = make_text_encoder(tokenizer, text_config)
+    unet.load_state_dict(load_file(checkpoint / "unet.ema.safetensors"))
+    te.load_state_dict(load_file(checkpoint / "text_encoder.ema.safetensors"))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer, unet=unet,
                                    scheduler=DDPMScheduler(**scheduler_config), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-    out = work / "model"
     pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
-    (out / "brushwork_training.json").write_text(json.dumps(
-        {"recipe_version": RECIPE_VERSION, "recipe": asdict(recipe), "unet_steps_done": step, "complete": done},
-        indent=1))
     return out
