@@ -37,7 +37,9 @@ def renderer_generate(size: int = 64) -> Generate:
 
 
 def run_adherence(prompts: list[BenchPrompt], generate: Generate, *, images_per_prompt: int = 4, seed: int = 0,
-                  model: str = "", out_dir: str | Path | None = None, progress=None) -> dict:
+                  model: str = "", settings: dict | None = None, out_dir: str | Path | None = None,
+                  progress=None) -> dict:
+    """Judge ``images_per_prompt`` images per prompt; ``settings`` (the sampling settings) goes into the report."""
     rows, samples = [], {}
     for j, bp in enumerate(prompts):
         s = prompt_seed(seed, j)
@@ -48,7 +50,7 @@ def run_adherence(prompts: list[BenchPrompt], generate: Generate, *, images_per_
         samples.setdefault(bp.category, []).append((images[0], passes[0]))
         if progress:
             progress(j + 1, len(prompts))
-    report = summarize(rows, model=model, images_per_prompt=images_per_prompt, seed=seed)
+    report = summarize(rows, model=model, settings=settings, images_per_prompt=images_per_prompt, seed=seed)
     if out_dir:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +82,12 @@ def summarize(rows: list[dict], **info) -> dict:
 def markdown_table(report: dict) -> str:
     lines = [f"Adherence of `{report.get('model', '')}` ({report['n_prompts']} prompts, "
              f"{report.get('images_per_prompt')} images each, seed {report.get('seed')}; judged by brushwork's "
-             "shapes-world judge)", "", "| category | accuracy |", "|---|---|"]
+             "shapes-world judge)"]
+    st = report.get("settings")
+    if st:
+        how = f"{st['sampler']}, schedule {st['scheduler']}, {st['steps']} steps, CFG {st['cfg_scale']:g}"
+        lines[0] = lines[0][:-1] + f"; {how})"
+    lines += ["", "| category | accuracy |", "|---|---|"]
     for c, v in report["categories"].items():
         lines.append(f"| {c}{' (not in overall)' if c in EXTRA_CATEGORIES else ''} | {v:.3f} |")
     if report["overall"] is not None:

@@ -20,6 +20,10 @@ def register(sub) -> None:
     a.add_argument("--out", default="outputs/eval", help="report folder (report.json, report.md, samples.png)")
     a.add_argument("--limit", type=int, default=None, help="only the first N prompts")
     a.add_argument("--size", type=int, default=64, help="canvas size for --model renderer")
+    a.add_argument("--steps", type=int, default=None, help="denoising steps (default: the engine's, 20)")
+    a.add_argument("--cfg", type=float, default=None, help="CFG scale (default: the engine's, 7)")
+    a.add_argument("--sampler", default=None, help="sampler name (default: the engine's, DPM++ 2M)")
+    a.add_argument("--scheduler", default=None, help="schedule type (default: Automatic)")
     a.set_defaults(handler=_adherence)
     j = esub.add_parser("judge", help="measure the judge on true, degraded and negative renders")
     j.add_argument("--prompts", help="JSONL prompt file (default: the committed benchmark)")
@@ -38,21 +42,36 @@ def _adherence(args) -> int:
 
     if not 1 <= args.images_per_prompt <= 64:
         raise InvalidParameter(f"--images-per-prompt must be 1..64 (got {args.images_per_prompt})")
+    overrides = {k: v for k, v in (("steps", args.steps), ("cfg_scale", args.cfg), ("sampler", args.sampler),
+                                   ("scheduler", args.scheduler)) if v is not None}
+    settings = None
+    if args.model != "renderer":
+        from brushwork.engine.params import GenerationParams
+        from brushwork.engine.samplers import resolve_sampler
+
+        p = GenerationParams.build(**overrides)  # a bad value fails here, before any model loads
+        sampler, schedule = resolve_sampler(p.sampler, p.scheduler)
+        settings = {"steps": p.steps, "cfg_scale": p.cfg_scale, "sampler": sampler, "scheduler": schedule}
+    elif overrides:
+        flags = {"steps": "--steps", "cfg_scale": "--cfg", "sampler": "--sampler", "scheduler": "--scheduler"}
+        got = ", ".join(flags[k] for k in overrides)
+        raise InvalidParameter(f"--model renderer takes no sampling settings (got {got})")
     prompts = load_prompts(args.prompts, args.limit)
     if args.model == "renderer":
         generate, name = renderer_generate(args.size), "renderer"
     else:
         from brushwork.engine.bench import engine_generate
 
-        generate, name = engine_generate(args.model)
+        generate, name = engine_generate(args.model, **overrides)
 
     def progress(i, n):
         if i % 25 == 0 or i == n:
             print(f"{i}/{n} prompts", file=sys.stderr, flush=True)
 
     report = run_adherence(prompts, generate, images_per_prompt=args.images_per_prompt, seed=args.seed,
-                           model=name, out_dir=args.out, progress=progress)
-    print(json.dumps({k: report[k] for k in ("model", "overall", "categories", "unseen", "n_prompts")}, indent=1))
+                           model=name, settings=settings, out_dir=args.out, progress=progress)
+    keys = ("model", "settings", "overall", "categories", "unseen", "n_prompts")
+    print(json.dumps({k: report[k] for k in keys}, indent=1))
     print(f"{args.out}/report.json", file=sys.stderr)
     return 0
 

@@ -77,3 +77,34 @@ def test_eval_cli_renderer(tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["unseen"] == 1.0 and out["categories"] == {"colors": 1.0, "position": 1.0}
+
+
+@pytest.mark.parametrize("flags, msg", [
+    (["--cfg", "99"], "cfg_scale"),
+    (["--steps", "0"], "steps"),
+    (["--sampler", "Nope"], "unknown sampler 'Nope'"),
+    (["--scheduler", "Weekly"], "unknown schedule type 'Weekly'"),
+])
+def test_eval_cli_bad_settings_fail_before_loading(tmp_path, capsys, flags, msg):
+    # a model path that does not exist: the bad setting must be what is reported, on one line
+    assert main(["eval", "adherence", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), *flags]) != 0
+    err = capsys.readouterr().err.strip()
+    assert msg in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_cli_renderer_refuses_settings(tmp_path, capsys):
+    assert main(["eval", "adherence", "--model", "renderer", "--cfg", "5", "--out", str(tmp_path / "r")]) != 0
+    assert "--model renderer takes no sampling settings (got --cfg)" in capsys.readouterr().err
+
+
+def test_settings_reach_the_report_and_table(tmp_path):
+    from brushwork.evaluate.adherence import markdown_table
+
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "a red circle", "category": "single_object"}\n')
+    prompts = load_prompts(f)
+    settings = {"steps": 12, "cfg_scale": 4.5, "sampler": "Euler", "scheduler": "Karras"}
+    rep = run_adherence(prompts, renderer_generate(64), images_per_prompt=1, settings=settings, out_dir=tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text())["settings"] == settings
+    assert "Euler, schedule Karras, 12 steps, CFG 4.5" in markdown_table(rep)
