@@ -2,11 +2,16 @@
 
     python scripts/make_benchmark_prompts.py > brushwork/evaluate/prompts/shapes_bench.jsonl
 
+``--seed S --per-category K`` writes another set from the same generator, e.g. a small validation set
+for choosing sampling settings without looking at the benchmark's seeds (simple categories such as
+single_object have few distinct prompts, so those overlap with the benchmark's).
+
 60 prompts in each of GenEval's six categories plus 40 absolute-position prompts. Counting is
 mostly 2–4, the four relations are balanced, sizes vary, and >= 10% of prompts name a
 colour–shape pair held out of the default model's training data (``unseen: true``).
 """
 
+import argparse
 import json
 import sys
 
@@ -17,7 +22,8 @@ from brushwork.world.grammar import Group, Spec, format_spec, parse
 from brushwork.world.holdout import load_holdout
 
 HOLD = load_holdout()
-RNG = np.random.default_rng(20261121)
+BENCH_SEED = 20261121
+RNG = np.random.default_rng(BENCH_SEED)
 SHAPES = vocab.TRAIN_SHAPES
 HELD = sorted(HOLD.pairs)
 
@@ -95,8 +101,18 @@ def make(category, i):
 
 
 def main():
+    global RNG
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=BENCH_SEED)
+    ap.add_argument("--per-category", type=int, default=None, help="prompts per category (default 60, 40)")
+    args = ap.parse_args()
+    if args.per_category is not None and args.per_category < 1:
+        sys.exit("error: --per-category must be positive")
+    RNG = np.random.default_rng(args.seed)
     counts = {"single_object": 60, "two_object": 60, "counting": 60, "colors": 60, "position": 60,
               "color_attr": 60, "absolute_position": 40}
+    if args.per_category is not None:
+        counts = dict.fromkeys(counts, args.per_category)
     seen = set()
     for category, n in counts.items():
         i = 0
