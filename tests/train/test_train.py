@@ -207,3 +207,19 @@ def test_plain_v_loss_weighs_every_noise_level_fully(tmp_path, data):
         train_unet(d, vae_dir, root / "tok", tmp_path / str(gamma), snr_gamma=gamma, **kw)
         losses[gamma] = json.loads((tmp_path / str(gamma) / "checkpoint" / "state.json").read_text())["losses"][0]
     assert losses[None] > losses[5.0] > 0
+
+
+def test_recipe_runs_end_to_end_at_toy_size_and_resumes(tmp_path):
+    import json
+
+    from brushwork.train.recipe import RECIPE_VERSION, Recipe, run_recipe
+
+    r = Recipe(images=48, vae_steps=2, unet_steps=3, unet_batch=4)
+    res = run_recipe(tmp_path, r, progress=False, log=lambda m: None)
+    assert res == {"done": True, "stage": "done", "step": 3}
+    info = json.loads((tmp_path / "model" / "brushwork_training.json").read_text())
+    assert info["recipe_version"] == RECIPE_VERSION and info["complete"] and info["unet_steps_done"] == 3
+    assert info["recipe"]["unet_snr_gamma"] == 5.0
+    assert (tmp_path / "model" / "model_index.json").is_file()
+    # a second run finds every stage done and only re-exports
+    assert run_recipe(tmp_path, r, progress=False, log=lambda m: None)["step"] == 3
