@@ -210,8 +210,6 @@ def test_plain_v_loss_weighs_every_noise_level_fully(tmp_path, data):
 
 
 def test_recipe_runs_end_to_end_at_toy_size_and_resumes(tmp_path):
-    import json
-
     from brushwork.train.recipe import RECIPE_VERSION, Recipe, run_recipe
 
     r = Recipe(images=48, vae_steps=2, unet_steps=3, unet_batch=4)
@@ -221,5 +219,8 @@ def test_recipe_runs_end_to_end_at_toy_size_and_resumes(tmp_path):
     assert info["recipe_version"] == RECIPE_VERSION and info["complete"] and info["unet_steps_done"] == 3
     assert info["recipe"]["unet_snr_gamma"] == 5.0
     assert (tmp_path / "model" / "model_index.json").is_file()
-    # a second run finds every stage done and only re-exports
+    # a second run finds every stage done and trains nothing more: the checkpoint's record is unchanged
+    state = (tmp_path / "unet" / "checkpoint" / "state.json").read_text()
     assert run_recipe(tmp_path, r, progress=False, log=lambda m: None)["step"] == 3
+    assert (tmp_path / "unet" / "checkpoint" / "state.json").read_text() == state
+    assert len(json.loads(state)["losses"]) == 3
