@@ -80,14 +80,13 @@ def summarize(rows: list[dict], **info) -> dict:
 
 
 def markdown_table(report: dict) -> str:
-    lines = [f"Adherence of `{report.get('model', '')}` ({report['n_prompts']} prompts, "
-             f"{report.get('images_per_prompt')} images each, seed {report.get('seed')}; judged by brushwork's "
-             "shapes-world judge)"]
+    about = [f"{report['n_prompts']} prompts, {report.get('images_per_prompt')} images each, "
+             f"seed {report.get('seed')}", "judged by brushwork's shapes-world judge"]
     st = report.get("settings")
     if st:
-        how = f"{st['sampler']}, schedule {st['scheduler']}, {st['steps']} steps, CFG {st['cfg_scale']:g}"
-        lines[0] = lines[0][:-1] + f"; {how})"
-    lines += ["", "| category | accuracy |", "|---|---|"]
+        about.append(f"{st['sampler']}, schedule {st['scheduler']}, {st['steps']} steps, CFG {st['cfg_scale']:g}")
+    lines = [f"Adherence of `{report.get('model', '')}` ({'; '.join(about)})", "",
+             "| category | accuracy |", "|---|---|"]
     for c, v in report["categories"].items():
         lines.append(f"| {c}{' (not in overall)' if c in EXTRA_CATEGORIES else ''} | {v:.3f} |")
     if report["overall"] is not None:

@@ -42,8 +42,10 @@ def _adherence(args) -> int:
 
     if not 1 <= args.images_per_prompt <= 64:
         raise InvalidParameter(f"--images-per-prompt must be 1..64 (got {args.images_per_prompt})")
-    overrides = {k: v for k, v in (("steps", args.steps), ("cfg_scale", args.cfg), ("sampler", args.sampler),
-                                   ("scheduler", args.scheduler)) if v is not None}
+    given = {field: (flag, value) for field, flag, value in (
+        ("steps", "--steps", args.steps), ("cfg_scale", "--cfg", args.cfg), ("sampler", "--sampler", args.sampler),
+        ("scheduler", "--scheduler", args.scheduler)) if value is not None}
+    overrides = {field: value for field, (_, value) in given.items()}
     settings = None
     if args.model != "renderer":
         from brushwork.engine.params import GenerationParams
@@ -53,8 +55,7 @@ def _adherence(args) -> int:
         sampler, schedule = resolve_sampler(p.sampler, p.scheduler)
         settings = {"steps": p.steps, "cfg_scale": p.cfg_scale, "sampler": sampler, "scheduler": schedule}
     elif overrides:
-        flags = {"steps": "--steps", "cfg_scale": "--cfg", "sampler": "--sampler", "scheduler": "--scheduler"}
-        got = ", ".join(flags[k] for k in overrides)
+        got = ", ".join(flag for flag, _ in given.values())
         raise InvalidParameter(f"--model renderer takes no sampling settings (got {got})")
     prompts = load_prompts(args.prompts, args.limit)
     if args.model == "renderer":

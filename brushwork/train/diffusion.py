@@ -1,7 +1,7 @@
 """Train the denoiser (UNet) and, optionally jointly, the text encoder on cached VAE latents.
 
 Objective: v-prediction, with min-SNR-γ loss weighting (Hang et al. 2023) or none
-(``snr_gamma=None``: the plain v-loss, the default recipe's since v5), captions dropped to the
+(``snr_gamma=None``: the plain v-loss; recipe v5 used it and scored far worse), captions dropped to the
 empty prompt with probability ``uncond_p`` so classifier-free guidance works, EMA weights for
 sampling. Everything random at step ``s`` is seeded from ``(seed, s)``: a resumed run is the
 same as an uninterrupted one.
