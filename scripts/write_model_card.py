@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from brushwork.evaluate.adherence import markdown_table
+from brushwork.evaluate.adherence import floors_missed, markdown_table
 from brushwork.world.holdout import DEFAULT_HOLDOUT, load_holdout
 
 START, END = "<!-- adherence:start -->\n", "<!-- adherence:end -->"
@@ -37,6 +37,10 @@ def main():
         (model / "brushwork_training.json").read_text())
     held = sorted(load_holdout().pairs)
     rec = training["recipe"]
+    missed = floors_missed(report)
+    verdict = ("It meets every adherence floor brushwork sets for its default model." if not missed else
+               "**It does not meet brushwork's adherence floors for a default model** (" + "; ".join(missed) +
+               "): it is bundled because it is the best model measured so far.")
     card = f"""---
 license: apache-2.0
 tags:
@@ -70,13 +74,15 @@ on plain backgrounds. Native size {rec["size"]}×{rec["size"]} px. Licence: Apac
 
 ## Adherence
 
-{markdown_table(report)}
+{markdown_table(report, floors=True)}
+{verdict}
 """
     (model / "README.md").write_text(card)
     print(model / "README.md")
     if args.project_readme:
         head, rest = readme_text.split(START, 1)
-        readme.write_text(head + START + markdown_table(report) + END + rest.split(END, 1)[1])
+        block = markdown_table(report, floors=True) + "\n" + verdict + "\n"
+        readme.write_text(head + START + block + END + rest.split(END, 1)[1])
         print(readme)
 
 

@@ -108,3 +108,19 @@ def test_settings_reach_the_report_and_table(tmp_path):
     rep = run_adherence(prompts, renderer_generate(64), images_per_prompt=1, settings=settings, out_dir=tmp_path)
     assert json.loads((tmp_path / "report.json").read_text())["settings"] == settings
     assert "Euler, schedule Karras, 12 steps, CFG 4.5" in markdown_table(rep)
+
+
+def test_floors_in_table_and_misses_listed():
+    from brushwork.evaluate.adherence import floors_missed, markdown_table
+
+    cats = {"single_object": 0.96, "two_object": 0.5, "counting": 0.39, "colors": 0.9, "position": 0.4,
+            "color_attr": 0.41, "absolute_position": 0.1}
+    rep = {"n_prompts": 7, "images_per_prompt": 4, "seed": 0, "categories": cats, "overall": 0.593,
+           "unseen": 0.2, "n_unseen_prompts": 3}
+    assert floors_missed(rep) == ["counting 0.390 < 0.40", "overall 0.593 < 0.70"]
+    table = markdown_table(rep, floors=True)
+    assert "| counting | 0.390 | 0.40 | no |" in table and "| colors | 0.900 | 0.90 | yes |" in table
+    assert "| absolute_position (not in overall) | 0.100 | – | – |" in table
+    assert "floor" not in markdown_table(rep)
+    assert floors_missed({**rep, "categories": {"single_object": 1.0}, "overall": None}) == \
+        ["overall not measured < 0.70"]

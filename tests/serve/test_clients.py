@@ -54,8 +54,11 @@ def test_webuiapi_batches_random_seed_and_repeatability(server, served_model):
     result = api.txt2img(prompt="a green triangle", seed=7, batch_size=2, n_iter=2, width=64, height=64, steps=4)
     assert len(result.images) == 4 and result.info["all_seeds"] == [7, 8, 9, 10]
     again = api.txt2img(prompt="a green triangle", seed=9, width=64, height=64, steps=4)
-    # image i of a batch uses seed + i: the third image is the seed-9 image
-    assert np.array_equal(np.asarray(result.images[2]), np.asarray(again.image))
+    # image i of a batch uses seed + i: the third image is the seed-9 image, to within the 1/255 mean absolute
+    # difference the engine promises (batch size changes the CPU kernels' summation order on real weights)
+    diff = np.abs(np.asarray(result.images[2]).astype(int) - np.asarray(again.image).astype(int)).mean()
+    print(f"batch vs alone, seed 9: mean |diff| {diff:.4f} of 255")
+    assert diff <= 1.0
     rnd = api.txt2img(prompt="a green triangle", width=64, height=64, steps=2)  # seed -1: random
     assert isinstance(rnd.info["seed"], int) and rnd.info["seed"] >= 0
     names = [m["model_name"] for m in api.get_sd_models()]

@@ -1,0 +1,59 @@
+"""scripts/write_model_card.py: the card and the README block come from report.json, floors and verdict included."""
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "write_model_card.py"
+CATS = {"single_object": 0.96, "two_object": 0.5, "counting": 0.39, "colors": 0.9, "position": 0.4,
+        "color_attr": 0.41, "absolute_position": 0.1}
+
+
+def _setup(tmp_path, cats):
+    report = {"model": "m", "n_prompts": 7, "images_per_prompt": 4, "seed": 0, "categories": cats,
+              "overall": sum(v for c, v in cats.items() if c != "absolute_position") / 6, "unseen": 0.2,
+              "n_unseen_prompts": 3}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    model = tmp_path / "model"
+    model.mkdir()
+    recipe = {"images": 50000, "size": 64, "seed": 0, "vae_steps": 2500, "unet_steps": 5200, "unet_batch": 64}
+    (model / "brushwork_training.json").write_text(json.dumps({"recipe": recipe, "unet_steps_done": 5200,
+                                                               "complete": True}))
+    readme = tmp_path / "README.md"
+    readme.write_text("# p\n<!-- adherence:start -->\nold table\n<!-- adherence:end -->\ntail\n")
+    return model, readme
+
+
+def _run(monkeypatch, tmp_path, model, readme):
+    monkeypatch.setattr(sys, "argv", ["write_model_card.py", "--report", str(tmp_path / "report.json"),
+                                      "--model", str(model), "--project-readme", str(readme)])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+
+
+def test_card_below_floors_says_so(tmp_path, monkeypatch):
+    model, readme = _setup(tmp_path, CATS)
+    _run(monkeypatch, tmp_path, model, readme)
+    card = (model / "README.md").read_text()
+    assert card.startswith("---\nlicense: apache-2.0\n") and "native_size: 64" in card
+    assert "| counting | 0.390 | 0.40 | no |" in card
+    assert "does not meet brushwork's adherence floors" in card and "counting 0.390 < 0.40" in card
+    text = readme.read_text()
+    assert "old table" not in text and "| counting | 0.390 | 0.40 | no |" in text and text.endswith("tail\n")
+    assert "does not meet" in text
+
+
+def test_card_meeting_floors(tmp_path, monkeypatch):
+    model, readme = _setup(tmp_path, {c: (0.2 if c == "absolute_position" else 0.96) for c in CATS})
+    _run(monkeypatch, tmp_path, model, readme)
+    assert "It meets every adherence floor" in (model / "README.md").read_text()
+
+
+def test_readme_without_markers_is_refused_before_writing(tmp_path, monkeypatch):
+    model, readme = _setup(tmp_path, CATS)
+    readme.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="has no <!-- adherence:start -->"):
+        _run(monkeypatch, tmp_path, model, readme)
+    assert not (model / "README.md").exists()
