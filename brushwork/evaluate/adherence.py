@@ -103,14 +103,16 @@ def markdown_table(report: dict, floors: bool = False) -> str:
     st = report.get("settings")
     if st:
         about.append(f"{st['sampler']}, schedule {st['scheduler']}, {st['steps']} steps, CFG {st['cfg_scale']:g}")
-    lines = [f"Adherence of `{report.get('model', '')}` ({'; '.join(about)})", "",
-             "| category | accuracy |" + (" floor | met |" if floors else ""), "|---|---|" + ("---|---|" if floors else "")]
+    head, rule = ("| category | accuracy | floor | met |", "|---|---|---|---|") if floors else \
+        ("| category | accuracy |", "|---|---|")
+    lines = [f"Adherence of `{report.get('model', '')}` ({'; '.join(about)})", "", head, rule]
 
     def row(label: str, value: str, category: str | None, score: float) -> str:
         if not floors:
             return f"| {label} | {value} |"
         f = floor_for(category) if category else None
-        return f"| {label} | {value} | " + ("– | – |" if f is None else f"{f:.2f} | {'yes' if score >= f else 'no'} |")
+        met = "– | – |" if f is None else f"{f:.2f} | {'yes' if score >= f else 'no'} |"
+        return f"| {label} | {value} | {met}"
 
     for c, v in report["categories"].items():
         lines.append(row(f"{c}{' (not in overall)' if c in EXTRA_CATEGORIES else ''}", f"{v:.3f}", c, v))
@@ -118,8 +120,8 @@ def markdown_table(report: dict, floors: bool = False) -> str:
         lines.append(row("**overall (GenEval mean of six)**", f"**{report['overall']:.3f}**", "overall",
                          report["overall"]))
     if report["unseen"] is not None:
-        lines.append(row(f"unseen colour–shape pairs ({report['n_unseen_prompts']} prompts)", f"{report['unseen']:.3f}",
-                         None, report["unseen"]))
+        label = f"unseen colour–shape pairs ({report['n_unseen_prompts']} prompts)"
+        lines.append(row(label, f"{report['unseen']:.3f}", None, report["unseen"]))
     return "\n".join(lines) + "\n"
 
 
