@@ -61,9 +61,11 @@ def run_adherence(prompts: list[BenchPrompt], generate: Generate, *, images_per_
     for j, bp in enumerate(prompts):
         s = prompt_seed(seed, j)
         images = generate(bp, s, images_per_prompt)
-        passes = [judge(img, bp.spec).passed for img in images]
+        verdicts = [judge(img, bp.spec) for img in images]
+        passes = [v.passed for v in verdicts]
         rows.append({"prompt": bp.prompt, "category": bp.category, "unseen": bp.unseen, "seed": s,
-                     "passes": passes, "accuracy": float(np.mean(passes))})
+                     "passes": passes, "accuracy": float(np.mean(passes)),
+                     "failures": [failure_of(v) for v in verdicts if not v.passed]})
         samples.setdefault(bp.category, []).append((images[0], passes[0]))
         if progress:
             progress(j + 1, len(prompts))
@@ -75,6 +77,24 @@ def run_adherence(prompts: list[BenchPrompt], generate: Generate, *, images_per_
         (out / "report.md").write_text(markdown_table(report))
         sample_grid(samples).save(out / "samples.png")
     return report
+
+
+def failure_of(verdict) -> dict:
+    """Why an image failed: its first failed check, and what the judge saw (``colour shape`` per object)."""
+    first = next(c for c in verdict.checks if not c.passed)
+    found = [f"{o.colour} {o.shape}" for o in verdict.detection.objects] if verdict.detection else []
+    return {"check": first.name, "detail": first.detail, "found": found}
+
+
+def failure_kinds(rows: list[dict]) -> dict:
+    """Per category, how many failed images failed first on each check; ``nothing found`` when no object was seen."""
+    kinds: dict[str, dict[str, int]] = {}
+    for r in rows:
+        for f in r.get("failures", []):
+            key = "nothing found" if not f["found"] else f["check"]
+            cat = kinds.setdefault(r["category"], {})
+            cat[key] = cat.get(key, 0) + 1
+    return {c: dict(sorted(k.items(), key=lambda kv: -kv[1])) for c, k in kinds.items()}
 
 
 def summarize(rows: list[dict], **info) -> dict:
@@ -92,6 +112,7 @@ def summarize(rows: list[dict], **info) -> dict:
         "unseen": acc(lambda r: r["unseen"]),
         "n_prompts": len(rows),
         "n_unseen_prompts": sum(r["unseen"] for r in rows),
+        "failure_kinds": failure_kinds(rows),
         "per_prompt": rows,
     }
 

@@ -124,3 +124,33 @@ def test_floors_in_table_and_misses_listed():
     assert "floor" not in markdown_table(rep)
     assert floors_missed({**rep, "categories": {"single_object": 1.0}, "overall": None}) == \
         ["overall not measured < 0.70"]
+
+
+def test_report_says_why_images_failed(tmp_path):
+    import numpy as np
+
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "a red circle", "category": "single_object"}\n'
+                 '{"prompt": "a blue star", "category": "colors"}\n')
+    prompts = load_prompts(f)
+    square = load_prompts(_one(tmp_path, "a red square"))[0]
+    render = renderer_generate(64)
+
+    def gen(bp, seed, n):  # a red square for the circle; an empty white canvas, then a correct star, for the star
+        if bp.category == "single_object":
+            return render(square, seed, n)
+        return [np.full((64, 64, 3), 255, np.uint8)] + render(bp, seed, n - 1)
+
+    rep = run_adherence(prompts, gen, images_per_prompt=2)
+    circle, star = rep["per_prompt"]
+    assert circle["passes"] == [False, False] and circle["failures"][0]["check"] == "object"
+    assert circle["failures"][0]["found"] == ["red square"]
+    assert star["passes"] == [False, True] and star["failures"] == [
+        {"check": "object", "detail": "0 blue star(s) found", "found": []}]
+    assert rep["failure_kinds"] == {"single_object": {"object": 2}, "colors": {"nothing found": 1}}
+
+
+def _one(tmp_path, prompt):
+    f = tmp_path / "one.jsonl"
+    f.write_text(json.dumps({"prompt": prompt, "category": "single_object"}) + "\n")
+    return f
