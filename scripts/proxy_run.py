@@ -29,6 +29,7 @@ def main() -> int:
     ap.add_argument("--final-lr-frac", type=float, default=0.1)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--snr-gamma", type=float, default=5.0, help="0: plain v-prediction loss, no weighting")
+    ap.add_argument("--snr-floor", type=float, default=0.0, help="min-SNR's lower clamp (train unet --snr-floor)")
     ap.add_argument("--unet", default="{}", help="JSON overrides of DEFAULT_UNET_CONFIG")
     ap.add_argument("--text", default="{}", help="JSON overrides of DEFAULT_TEXT_CONFIG")
     ap.add_argument("--threads", type=int, default=None)
@@ -40,6 +41,8 @@ def main() -> int:
 
     if args.snr_gamma < 0:
         sys.exit(f"--snr-gamma must be >= 0 (got {args.snr_gamma})")
+    if not 0 <= args.snr_floor <= args.snr_gamma:
+        sys.exit(f"--snr-floor must be in [0, --snr-gamma {args.snr_gamma:g}] (got {args.snr_floor})")
     import torch
 
     if args.threads:
@@ -76,7 +79,8 @@ def main() -> int:
     t0 = time.monotonic()
     res = train_unet(work / "dataset", work / "vae" / "vae", work / "tokenizer", out, steps=args.steps,
                      batch=args.batch, lr=args.lr, warmup=args.warmup, final_lr_frac=args.final_lr_frac,
-                     snr_gamma=args.snr_gamma or None, max_minutes=args.minutes, unet_config=ucfg, text_config=tcfg,
+                     snr_gamma=args.snr_gamma or None, snr_floor=args.snr_floor, max_minutes=args.minutes,
+                     unet_config=ucfg, text_config=tcfg,
                      progress=False)
     train_s = time.monotonic() - t0
     step = res["step"]

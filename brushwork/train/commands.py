@@ -45,6 +45,8 @@ def register(sub) -> None:
     u.add_argument("--freeze-text-encoder", action="store_true")
     u.add_argument("--snr-gamma", type=float, default=5.0,
                    help="min-SNR-γ loss weighting (default 5); 0 trains on the plain v-prediction loss")
+    u.add_argument("--snr-floor", type=float, default=0.0,
+                   help="raise min-SNR's lower clamp to this SNR (default 0: plain min-SNR); must be <= --snr-gamma")
     u.add_argument("--bf16", action="store_true",
                    help="bf16 autocast (faster on CPUs with AVX512-BF16 or AMX: benchmarks/train_step.py)")
     u.add_argument("--max-minutes", type=float, default=None)
@@ -94,9 +96,11 @@ def _unet(args) -> int:
         raise InvalidParameter(f"--final-lr-frac must be in (0, 1] (got {args.final_lr_frac})")
     if not args.snr_gamma >= 0:
         raise InvalidParameter(f"--snr-gamma must be >= 0 (got {args.snr_gamma})")
+    if not 0 <= args.snr_floor <= (args.snr_gamma or 0):
+        raise InvalidParameter(f"--snr-floor must be in [0, --snr-gamma {args.snr_gamma:g}] (got {args.snr_floor})")
     res = train_unet(args.data, args.vae, args.tokenizer, args.out, steps=args.steps, batch=args.batch, lr=args.lr,
                      final_lr_frac=args.final_lr_frac, bf16=args.bf16,
-                     snr_gamma=args.snr_gamma or None,
+                     snr_gamma=args.snr_gamma or None, snr_floor=args.snr_floor,
                      seed=args.seed, train_text_encoder=not args.freeze_text_encoder, max_minutes=args.max_minutes)
     print(json.dumps({"done": res["done"], "step": res["step"], "checkpoint": f"{args.out}/checkpoint"}))
     return 0

@@ -1,6 +1,6 @@
 """Train the denoiser (UNet) and, optionally jointly, the text encoder on cached VAE latents.
 
-Objective: v-prediction, with min-SNR-γ loss weighting (Hang et al. 2023) or none
+Objective: v-prediction, with min-SNR-γ loss weighting (Hang et al. 2023; ``loss_weight``, optionally floored) or none
 (``snr_gamma=None``: the plain v-loss; recipe v5 used it and scored far worse), captions dropped to the
 empty prompt with probability ``uncond_p`` so classifier-free guidance works, EMA weights for
 sampling. Everything random at step ``s`` is seeded from ``(seed, s)``: a resumed run is the
@@ -73,9 +73,18 @@ def lr_at(step: int, lr: float, warmup: int, steps: int, final_frac: float = 1.0
     return float(lr * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * done))))
 
 
+def loss_weight(snr: torch.Tensor, snr_gamma: float | None, snr_floor: float = 0.0) -> torch.Tensor:
+    """Per-sample weight on the v-loss: min-SNR-γ is ``min(snr, γ) / (snr + 1)``; ``snr_floor`` raises the clamp's
+    lower end to ``max(snr, floor)``, so the high-noise steps (snr below the floor) keep a weight near the plain
+    v-loss's 1 while the low-noise ones stay down-weighted. ``snr_gamma=None``: the plain v-loss (1 everywhere)."""
+    if snr_gamma is None:
+        return torch.ones_like(snr)
+    return torch.clamp(snr, min=snr_floor, max=snr_gamma) / (snr + 1)
+
+
 def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, batch: int = 64, lr: float = 3e-4,
                warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1, snr_gamma: float | None = 5.0,
-               train_text_encoder: bool = True, bf16: bool = False,
+               snr_floor: float = 0.0, train_text_encoder: bool = True, bf16: bool = False,
                seed: int = 0, max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
     """Train (or resume). Returns {"done": bool, "step": int, "unet": UNet, "text_encoder": TE} with EMA
@@ -124,8 +133,7 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
             cond = te(tok).last_hidden_state
             pred = unet(noisy, t, cond).sample.float()
         snr = snr_all[t]
-        # min-SNR-γ for v-prediction; None: the plain v-loss, which weighs high noise levels far more
-        weight = torch.ones_like(snr) if snr_gamma is None else torch.clamp(snr, max=snr_gamma) / (snr + 1)
+        weight = loss_weight(snr, snr_gamma, snr_floor)
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -140,7 +148,8 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
         out_of_time = max_minutes is not None and time.monotonic() - start > max_minutes * 60
         if step % ckpt_every == 0 or step == steps or out_of_time:
             save_checkpoint(ckpt, step, modules, emas, opt, losses)
-            weighting = "" if snr_gamma is None else f", min-SNR-{snr_gamma:g} weighted"
+            weighting = "" if snr_gamma is None else f", min-SNR-{snr_gamma:g} weighted" + (
+                f", floor {snr_floor:g}" if snr_floor else "")
             loss_curve(losses, out_dir / "unet_loss.png", f"UNet loss (v-pred{weighting})")
         if out_of_time and step < steps:
             bar.close()

@@ -163,6 +163,10 @@ def test_train_cli_bad_input_is_one_line_no_traceback(tmp_path):
          "--final-lr-frac must be in (0, 1]"),
         (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--snr-gamma", "-1"],
          "--snr-gamma must be >= 0"),
+        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--snr-floor", "6"],
+         "--snr-floor must be in [0, --snr-gamma 5]"),
+        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--snr-floor", "-0.5"],
+         "--snr-floor must be in [0, --snr-gamma 5]"),
         (["train", "recipe", "--work", d, "--unet-steps", "-3"], "--unet-steps must be positive"),
     ]
     for args, msg in cases:
@@ -224,3 +228,18 @@ def test_recipe_runs_end_to_end_at_toy_size_and_resumes(tmp_path):
     assert run_recipe(tmp_path, r, progress=False, log=lambda m: None)["step"] == 3
     assert (tmp_path / "unet" / "checkpoint" / "state.json").read_text() == state
     assert len(json.loads(state)["losses"]) == 3
+
+
+def test_snr_floor_keeps_high_noise_weight_and_leaves_the_rest():
+    import torch
+
+    from brushwork.train.diffusion import loss_weight
+
+    snr = torch.tensor([0.01, 0.5, 1.0, 3.0, 5.0, 20.0])
+    plain_min_snr = torch.clamp(snr, max=5.0) / (snr + 1)
+    assert torch.equal(loss_weight(snr, 5.0), plain_min_snr)  # floor 0 is min-SNR-5 exactly
+    floored = loss_weight(snr, 5.0, snr_floor=1.0)
+    assert torch.allclose(floored[:2], 1 / (snr[:2] + 1))  # below the floor: 1/(snr+1), near the plain v-loss's 1
+    assert floored[0] > 0.99 and plain_min_snr[0] < 0.01
+    assert torch.equal(floored[2:], plain_min_snr[2:])  # at and above the floor: unchanged
+    assert torch.equal(loss_weight(snr, None), torch.ones_like(snr))
