@@ -74,9 +74,9 @@ def lr_at(step: int, lr: float, warmup: int, steps: int, final_frac: float = 1.0
 
 
 def loss_weight(snr: torch.Tensor, snr_gamma: float | None, snr_floor: float = 0.0) -> torch.Tensor:
-    """Per-sample weight on the v-loss: min-SNR-γ is ``min(snr, γ) / (snr + 1)``; ``snr_floor`` raises the clamp's
-    lower end to ``max(snr, floor)``, so the high-noise steps (snr below the floor) keep a weight near the plain
-    v-loss's 1 while the low-noise ones stay down-weighted. ``snr_gamma=None``: the plain v-loss (1 everywhere)."""
+    """Per-sample weight on the v-loss: min-SNR-γ is ``min(snr, γ) / (snr + 1)``; ``snr_floor`` F raises the clamp's
+    lower end, so a high-noise step (snr below F) weighs ``F / (snr + 1)`` (with F = 1: close to the plain v-loss's
+    1 at the highest noise) while the low-noise ones stay down-weighted. ``snr_gamma=None``: the plain v-loss."""
     if snr_gamma is None:
         return torch.ones_like(snr)
     return torch.clamp(snr, min=snr_floor, max=snr_gamma) / (snr + 1)
