@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from brushwork.evaluate.prompt_sets import EXTRA_CATEGORIES, GENEVAL_CATEGORIES, BenchPrompt
-from brushwork.world.judge import judge
+from brushwork.world.judge import Verdict, judge
 
 # generate(prompt, first_seed, n) -> n images as (h, w, 3) uint8 arrays, image i from seed first_seed + i
 Generate = Callable[[BenchPrompt, int, int], list[np.ndarray]]
@@ -34,9 +34,12 @@ def floor_for(category: str) -> float | None:
 
 def floors_missed(report: dict) -> list[str]:
     """``category score < floor`` for every floor the report does not reach (empty: all are met)."""
-    scores = {**report["categories"], "overall": report["overall"]}
-    return [f"{c} {'not measured' if v is None else f'{v:.3f}'} < {floor_for(c):.2f}" for c, v in scores.items()
-            if floor_for(c) is not None and (v is None or v < floor_for(c))]
+    missed = []
+    for c, v in {**report["categories"], "overall": report["overall"]}.items():
+        f = floor_for(c)
+        if f is not None and (v is None or v < f):
+            missed.append(f"{c} {'not measured' if v is None else f'{v:.3f}'} < {f:.2f}")
+    return missed
 
 
 def prompt_seed(base: int, index: int) -> int:
@@ -80,7 +83,7 @@ def run_adherence(prompts: list[BenchPrompt], generate: Generate, *, images_per_
     return report
 
 
-def failure_of(verdict) -> dict:
+def failure_of(verdict: Verdict) -> dict:
     """Why an image failed: its first failed check, and what the judge saw (``colour shape`` per object)."""
     first = next(c for c in verdict.checks if not c.passed)
     found = [f"{o.colour} {o.shape}" for o in verdict.detection.objects] if verdict.detection else []
@@ -91,7 +94,7 @@ def failure_kinds(rows: list[dict]) -> dict:
     """Per category, how many failed images failed first on each check; ``nothing found`` when no object was seen."""
     kinds: dict[str, dict[str, int]] = {}
     for r in rows:
-        for f in r.get("failures", []):
+        for f in r["failures"]:
             key = "nothing found" if not f["found"] else f["check"]
             cat = kinds.setdefault(r["category"], {})
             cat[key] = cat.get(key, 0) + 1
