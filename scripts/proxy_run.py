@@ -30,6 +30,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--snr-gamma", type=float, default=5.0, help="0: plain v-prediction loss, no weighting")
     ap.add_argument("--snr-floor", type=float, default=0.0, help="min-SNR's lower clamp (train unet --snr-floor)")
+    ap.add_argument("--timesteps", choices=("uniform", "weighted"), default="uniform",
+                    help="weighted: draw timesteps in proportion to the min-SNR weights (train unet --timesteps)")
     ap.add_argument("--unet", default="{}", help="JSON overrides of DEFAULT_UNET_CONFIG")
     ap.add_argument("--text", default="{}", help="JSON overrides of DEFAULT_TEXT_CONFIG")
     ap.add_argument("--threads", type=int, default=None)
@@ -79,7 +81,8 @@ def main() -> int:
     t0 = time.monotonic()
     res = train_unet(work / "dataset", work / "vae" / "vae", work / "tokenizer", out, steps=args.steps,
                      batch=args.batch, lr=args.lr, warmup=args.warmup, final_lr_frac=args.final_lr_frac,
-                     snr_gamma=args.snr_gamma or None, snr_floor=args.snr_floor, max_minutes=args.minutes,
+                     snr_gamma=args.snr_gamma or None, snr_floor=args.snr_floor, timesteps=args.timesteps,
+                     max_minutes=args.minutes,
                      unet_config=ucfg, text_config=tcfg,
                      progress=False)
     train_s = time.monotonic() - t0

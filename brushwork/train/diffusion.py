@@ -1,7 +1,10 @@
 """Train the denoiser (UNet) and, optionally jointly, the text encoder on cached VAE latents.
 
 Objective: v-prediction, with min-SNR-γ loss weighting (Hang et al. 2023; ``loss_weight``, optionally floored) or none
-(``snr_gamma=None``: the plain v-loss; recipe v5 used it and scored far worse), captions dropped to the
+(``snr_gamma=None``: the plain v-loss; recipe v5 used it and scored far worse). The weighting is applied either to
+the loss of uniformly drawn timesteps (``timesteps="uniform"``) or by drawing timesteps in proportion to it, with an
+unweighted loss (``"weighted"``: the same expected objective, but no draw is spent on a near-zero weight). Captions
+are dropped to the
 empty prompt with probability ``uncond_p`` so classifier-free guidance works, EMA weights for
 sampling. Everything random at step ``s`` is seeded from ``(seed, s)``: a resumed run is the
 same as an uninterrupted one.
@@ -82,13 +85,25 @@ def loss_weight(snr: torch.Tensor, snr_gamma: float | None, snr_floor: float = 0
     return torch.clamp(snr, min=snr_floor, max=snr_gamma) / (snr + 1)
 
 
+TIMESTEP_SAMPLING = ("uniform", "weighted")
+
+
+def timestep_probs(snr_all: torch.Tensor, snr_gamma: float | None, snr_floor: float = 0.0) -> torch.Tensor:
+    """The ``"weighted"`` sampling distribution over training timesteps: ``loss_weight`` normalised to sum 1."""
+    w = loss_weight(snr_all, snr_gamma, snr_floor).double()
+    return (w / w.sum()).float()
+
+
 def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, batch: int = 64, lr: float = 3e-4,
                warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1, snr_gamma: float | None = 5.0,
-               snr_floor: float = 0.0, train_text_encoder: bool = True, bf16: bool = False,
+               snr_floor: float = 0.0, timesteps: str = "uniform", train_text_encoder: bool = True, bf16: bool = False,
                seed: int = 0, max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
     """Train (or resume). Returns {"done": bool, "step": int, "unet": UNet, "text_encoder": TE} with EMA
-    weights loaded when done."""
+    weights loaded when done. ``timesteps``: "uniform" draws, loss weighted by ``loss_weight``; "weighted" draws in
+    proportion to ``loss_weight``, loss unweighted."""
+    if timesteps not in TIMESTEP_SAMPLING:
+        raise ValueError(f"timesteps must be one of {TIMESTEP_SAMPLING} (got {timesteps!r})")
     start = time.monotonic()  # --max-minutes counts loading and latent caching too
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,6 +128,7 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
     step, losses, _ = load_checkpoint(ckpt, modules, emas, opt)
     alphas = sched.alphas_cumprod
     snr_all = alphas / (1 - alphas)
+    probs = timestep_probs(snr_all, snr_gamma, snr_floor) if timesteps == "weighted" else None
     bar = tqdm(total=steps, initial=step, desc="unet", disable=not progress)
     unet.train()
     te.train(train_text_encoder)
@@ -126,14 +142,17 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
         drop = torch.rand(batch, generator=gen) < uncond_p
         tok[drop] = empty[0]
         noise = torch.randn(lat.shape, generator=gen)
-        t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen)
+        if probs is None:
+            t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen)
+        else:
+            t = torch.multinomial(probs, batch, replacement=True, generator=gen)
         noisy = sched.add_noise(lat, noise, t)
         target = sched.get_velocity(lat, noise, t)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # weights, loss and optimizer stay fp32
             cond = te(tok).last_hidden_state
             pred = unet(noisy, t, cond).sample.float()
         snr = snr_all[t]
-        weight = loss_weight(snr, snr_gamma, snr_floor)
+        weight = loss_weight(snr, snr_gamma, snr_floor) if probs is None else torch.ones_like(snr)
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -148,8 +167,8 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
         out_of_time = max_minutes is not None and time.monotonic() - start > max_minutes * 60
         if step % ckpt_every == 0 or step == steps or out_of_time:
             save_checkpoint(ckpt, step, modules, emas, opt, losses)
-            weighting = "" if snr_gamma is None else f", min-SNR-{snr_gamma:g} weighted" + (
-                f", floor {snr_floor:g}" if snr_floor else "")
+            weighting = "" if snr_gamma is None else f", min-SNR-{snr_gamma:g} " + (
+                "sampled" if probs is not None else "weighted") + (f", floor {snr_floor:g}" if snr_floor else "")
             loss_curve(losses, out_dir / "unet_loss.png", f"UNet loss (v-pred{weighting})")
         if out_of_time and step < steps:
             bar.close()

@@ -44,6 +44,8 @@ class Recipe:
     unet_lr: float = 1e-3
     unet_final_lr_frac: float = 0.1
     unet_snr_gamma: float | None = 5.0  # None: plain v-loss (v5; it scored 0.013 overall)
+    unet_snr_floor: float = 0.0
+    unet_timesteps: str = "uniform"  # or "weighted": timesteps drawn in proportion to the min-SNR weights
 
 
 def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: float | None = None,
@@ -91,7 +93,7 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, max_minutes: floa
     log(f"[4/5] unet + text encoder: {recipe.unet_steps} steps")
     res = train_unet(data, vae_dir, tok_dir, work / "unet", steps=recipe.unet_steps, batch=recipe.unet_batch,
                      lr=recipe.unet_lr, final_lr_frac=recipe.unet_final_lr_frac, snr_gamma=recipe.unet_snr_gamma,
-                     seed=recipe.seed,
+                     snr_floor=recipe.unet_snr_floor, timesteps=recipe.unet_timesteps, seed=recipe.seed,
                      max_minutes=left(), progress=progress)
     log("[5/5] export")
     export(work, res["done"], res["step"], recipe, DEFAULT_SCHEDULER_CONFIG)
