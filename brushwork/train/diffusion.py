@@ -4,8 +4,7 @@ Objective: v-prediction, with min-SNR-γ loss weighting (Hang et al. 2023; ``los
 (``snr_gamma=None``: the plain v-loss; recipe v5 used it and scored far worse). The weighting is applied either to
 the loss of uniformly drawn timesteps (``timesteps="uniform"``) or by drawing timesteps in proportion to it, with an
 unweighted loss (``"weighted"``: the same expected objective, but no draw is spent on a near-zero weight). Captions
-are dropped to the
-empty prompt with probability ``uncond_p`` so classifier-free guidance works, EMA weights for
+are dropped to the empty prompt with probability ``uncond_p`` so classifier-free guidance works, EMA weights for
 sampling. Everything random at step ``s`` is seeded from ``(seed, s)``: a resumed run is the
 same as an uninterrupted one.
 """
