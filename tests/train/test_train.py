@@ -226,7 +226,7 @@ def test_recipe_runs_end_to_end_at_toy_size_and_resumes(tmp_path):
     assert res == {"done": True, "stage": "done", "step": 3}
     info = json.loads((tmp_path / "model" / "brushwork_training.json").read_text())
     assert info["recipe_version"] == RECIPE_VERSION and info["complete"] and info["unet_steps_done"] == 3
-    assert info["recipe"]["unet_snr_gamma"] == 5.0 and info["recipe"]["unet_timesteps"] == "weighted"
+    assert info["recipe"]["unet_snr_gamma"] == 5.0 and info["recipe"]["unet_timesteps"] == "uniform"
     assert (tmp_path / "model" / "model_index.json").is_file()
     # a second run finds every stage done and trains nothing more: the checkpoint's record is unchanged
     state = (tmp_path / "unet" / "checkpoint" / "state.json").read_text()
