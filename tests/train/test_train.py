@@ -157,21 +157,16 @@ def test_train_cli_bad_input_is_one_line_no_traceback(tmp_path):
     import sys
 
     d = str(tmp_path / "d")
+    unet = ["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d]
     cases = [
         (["train", "vae", "--data", d, "--out", d, "--detail-weight", "-1"], "--detail-weight must be >= 0"),
         (["train", "vae", "--data", d, "--out", d, "--steps", "0"], "--steps must be positive"),
-        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--final-lr-frac", "0"],
-         "--final-lr-frac must be in (0, 1]"),
-        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--final-lr-frac", "1.5"],
-         "--final-lr-frac must be in (0, 1]"),
-        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--snr-gamma", "-1"],
-         "--snr-gamma must be >= 0"),
-        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--snr-floor", "6"],
-         "--snr-floor must be in [0, --snr-gamma 5]"),
-        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--snr-floor", "-0.5"],
-         "--snr-floor must be in [0, --snr-gamma 5]"),
-        (["train", "unet", "--data", d, "--vae", d, "--tokenizer", d, "--out", d, "--timesteps", "logit"],
-         "--timesteps must be one of uniform, weighted (got 'logit')"),
+        ([*unet, "--final-lr-frac", "0"], "--final-lr-frac must be in (0, 1]"),
+        ([*unet, "--final-lr-frac", "1.5"], "--final-lr-frac must be in (0, 1]"),
+        ([*unet, "--snr-gamma", "-1"], "--snr-gamma must be >= 0"),
+        ([*unet, "--snr-floor", "6"], "--snr-floor must be in [0, --snr-gamma 5]"),
+        ([*unet, "--snr-floor", "-0.5"], "--snr-floor must be in [0, --snr-gamma 5]"),
+        ([*unet, "--timesteps", "logit"], "--timesteps must be one of uniform, weighted (got 'logit')"),
         (["train", "recipe", "--work", d, "--unet-steps", "-3"], "--unet-steps must be positive"),
     ]
     for args, msg in cases:
