@@ -2,7 +2,7 @@
 
     python scripts/write_model_card.py --report outputs/eval-default/report.json \
         --model brushwork/default_model [--training runs/default/model/brushwork_training.json] \
-        [--project-readme README.md]
+        [--project-readme README.md] [--why-bundled "it is the best model measured so far"]
 
 The adherence table is generated from the report, never typed by hand: in the card, and in the
 project README between the ``<!-- adherence:start -->`` and ``<!-- adherence:end -->`` markers.
@@ -25,6 +25,8 @@ def main():
     ap.add_argument("--training", default=None)
     ap.add_argument("--produced-by", default="the CPU recipe on a 2-core machine")
     ap.add_argument("--project-readme", default=None, help="also refresh the table in this README")
+    ap.add_argument("--why-bundled", default="it is the best model measured so far",
+                    help="the reason given for bundling a model that misses a floor (ends the verdict's sentence)")
     args = ap.parse_args()
     report = json.loads(Path(args.report).read_text())
     model = Path(args.model)
@@ -40,7 +42,7 @@ def main():
     missed = floors_missed(report)
     verdict = ("It meets every adherence floor brushwork sets for its default model." if not missed else
                "**It does not meet brushwork's adherence floors for a default model** (" + "; ".join(missed) +
-               "): it is bundled because it is the best model measured so far.")
+               "): it is bundled because " + args.why_bundled.rstrip(".") + ".")
     card = f"""---
 license: apache-2.0
 tags:

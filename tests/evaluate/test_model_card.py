@@ -27,9 +27,9 @@ def _setup(tmp_path, cats):
     return model, readme
 
 
-def _run(monkeypatch, tmp_path, model, readme):
+def _run(monkeypatch, tmp_path, model, readme, *extra):
     monkeypatch.setattr(sys, "argv", ["write_model_card.py", "--report", str(tmp_path / "report.json"),
-                                      "--model", str(model), "--project-readme", str(readme)])
+                                      "--model", str(model), "--project-readme", str(readme), *extra])
     runpy.run_path(str(SCRIPT), run_name="__main__")
 
 
@@ -43,6 +43,14 @@ def test_card_below_floors_says_so(tmp_path, monkeypatch):
     text = readme.read_text()
     assert "old table" not in text and "| counting | 0.390 | 0.40 | no |" in text and text.endswith("tail\n")
     assert "does not meet" in text
+    assert "bundled because it is the best model measured so far." in card
+
+
+def test_card_gives_the_stated_reason_for_bundling(tmp_path, monkeypatch):
+    model, readme = _setup(tmp_path, CATS)
+    _run(monkeypatch, tmp_path, model, readme, "--why-bundled", "better models' weights were lost.")
+    card = (model / "README.md").read_text()
+    assert "bundled because better models' weights were lost." in card and "measured so far" not in card
 
 
 def test_card_meeting_floors(tmp_path, monkeypatch):
