@@ -28,6 +28,8 @@ def main():
     ap.add_argument("--why-bundled", default="it is the best model measured so far",
                     help="the reason given for bundling a model that misses a floor (ends the verdict's sentence)")
     args = ap.parse_args()
+    if not args.why_bundled.strip(" ."):
+        ap.error("--why-bundled must state a reason (got an empty one)")
     report = json.loads(Path(args.report).read_text())
     model = Path(args.model)
     if args.project_readme:  # checked before anything is written

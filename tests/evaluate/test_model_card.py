@@ -53,6 +53,14 @@ def test_card_gives_the_stated_reason_for_bundling(tmp_path, monkeypatch):
     assert "bundled because better models' weights were lost." in card and "measured so far" not in card
 
 
+def test_empty_reason_for_bundling_is_refused_before_writing(tmp_path, monkeypatch, capsys):
+    model, readme = _setup(tmp_path, CATS)
+    with pytest.raises(SystemExit):
+        _run(monkeypatch, tmp_path, model, readme, "--why-bundled", " ")
+    assert "--why-bundled must state a reason" in capsys.readouterr().err
+    assert not (model / "README.md").exists()
+
+
 def test_card_meeting_floors(tmp_path, monkeypatch):
     model, readme = _setup(tmp_path, {c: (0.2 if c == "absolute_position" else 0.96) for c in CATS})
     _run(monkeypatch, tmp_path, model, readme)
