@@ -33,7 +33,8 @@ from pathlib import Path
 #    At step 3,751 it scored 0.008 on the validation set (wrong shapes, as v5): stopped
 # 8: v6 again (uniform draws, min-SNR-5, 5,200 steps), the best finished recipe on this stage 1
 # 9: v8 cut to 2,000 UNet steps, so that the whole recipe and its evaluation finish inside one 180-minute session:
-#    a work folder cannot be counted on to outlive its session here, and on the 2026-12-02 machine a step took 2.8 s (v6's: 1.8 s).
+#    a work folder cannot be counted on to outlive its session here, and on the 2026-12-02 machine a step took
+#    2.8 s (v6's: 1.8 s).
 #    Run to the end, it passed 0 of the 20 smoke prompts: shapeless blobs, prompts ignored; not bundled
 # 10: v8 again (5,200 steps): fewer steps do not make a usable model, so the recipe needs more than one CPU session
 RECIPE_VERSION = 10
