@@ -2,10 +2,15 @@
 
     python scripts/write_model_card.py --report outputs/eval-default/report.json \
         --model brushwork/default_model [--training runs/default/model/brushwork_training.json] \
-        [--project-readme README.md] [--why-bundled "it is the best model measured so far"]
+        [--project-readme README.md] [--versions docs/default-model-versions.jsonl] \
+        [--why-bundled "it is the best model measured so far"]
 
 The adherence table is generated from the report, never typed by hand: in the card, and in the
 project README between the ``<!-- adherence:start -->`` and ``<!-- adherence:end -->`` markers.
+The card lists the chain of training runs from the model's ``brushwork_training.json``. With
+``--versions`` the model is recorded as a bundled version (one JSON line: recipe, init, steps,
+minutes, scores; rewritten in place when the same model is carded again), and the table of all
+versions goes into the card and between the README's ``<!-- versions:start/end -->`` markers.
 """
 
 import argparse
@@ -16,6 +21,54 @@ from brushwork.evaluate.adherence import floors_missed, markdown_table
 from brushwork.world.holdout import DEFAULT_HOLDOUT, load_holdout
 
 START, END = "<!-- adherence:start -->\n", "<!-- adherence:end -->"
+VSTART, VEND = "<!-- versions:start -->\n", "<!-- versions:end -->"
+
+
+def chain_table(training: dict) -> str:
+    """One row per training run of the model's chain (older records without a chain: one row from the recipe)."""
+    chain = training.get("chain") or [{"command": "brushwork train recipe", "init": None,
+                                       "data_seed": training["recipe"]["seed"], "step_offset": 0,
+                                       "unet_steps": training["unet_steps_done"], "complete": training["complete"]}]
+    lines = ["| run | command | init model | data seed | UNet steps (batches) | minutes | s / UNet step |",
+             "|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(chain, 1):
+        off, n = r.get("step_offset", 0), r["unet_steps"]
+        mins = r.get("minutes")
+        spent = (f"{r['total_minutes']:g} (" + ", ".join(f"{k} {v:g}" for k, v in mins.items()) + ")") if mins else "–"
+        steps = f"{n:,} ({off:,}–{off + n:,})" + ("" if r.get("complete", True) else ", stopped early")
+        lines.append(f"| {i} | `{r['command']}` | {r.get('init') or 'none (from scratch)'} | {r.get('data_seed', '–')} "
+                     f"| {steps} | {spent} | {r.get('unet_s_per_step', '–')} |")
+    return "\n".join(lines) + "\n"
+
+
+def record_version(path: Path, training: dict, report: dict) -> list[dict]:
+    """Add (or refresh, for the same chain) this model's row in the versions file; return all rows."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    chain = training.get("chain", [])
+    row = {"recipe_version": training.get("recipe_version"), "init": chain[-1].get("init") if chain else None,
+           "runs": len(chain) or 1, "unet_steps_total": training.get("unet_steps_total", training["unet_steps_done"]),
+           "total_minutes": training.get("total_minutes"), "overall": report["overall"], "unseen": report["unseen"],
+           "categories": report["categories"]}
+    if rows and rows[-1]["unet_steps_total"] == row["unet_steps_total"] and rows[-1]["runs"] == row["runs"]:
+        row["version"] = rows[-1]["version"]
+        rows[-1] = row
+    else:
+        row["version"] = len(rows) + 1
+        rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def versions_table(rows: list[dict]) -> str:
+    cats = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+    lines = ["| version | recipe | init model | runs | UNet steps | minutes | overall | " + " | ".join(cats) +
+             " | unseen |", "|---" * (8 + len(cats)) + "|"]
+    for r in rows:
+        c = r["categories"]
+        lines.append(f"| {r['version']} | v{r['recipe_version']} | {r['init'] or 'none'} | {r['runs']} | "
+                     f"{r['unet_steps_total']:,} | {r['total_minutes']} | {r['overall']:.3f} | " +
+                     " | ".join(f"{c[k]:.3f}" if k in c else "–" for k in cats) + f" | {r['unseen']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -25,6 +78,7 @@ def main():
     ap.add_argument("--training", default=None)
     ap.add_argument("--produced-by", default="the CPU recipe on a 2-core machine")
     ap.add_argument("--project-readme", default=None, help="also refresh the table in this README")
+    ap.add_argument("--versions", default=None, help="record the model as a bundled version in this JSONL file")
     ap.add_argument("--why-bundled", default="it is the best model measured so far",
                     help="the reason given for bundling a model that misses a floor (ends the verdict's sentence)")
     args = ap.parse_args()
@@ -39,6 +93,7 @@ def main():
             raise SystemExit(f"error: {readme} has no {START.strip()} ... {END} block")
     training = json.loads(Path(args.training).read_text()) if args.training else json.loads(
         (model / "brushwork_training.json").read_text())
+    rows = record_version(Path(args.versions), training, report) if args.versions else []
     held = sorted(load_holdout().pairs)
     rec = training["recipe"]
     missed = floors_missed(report)
@@ -70,23 +125,33 @@ on plain backgrounds. Native size {rec["size"]}×{rec["size"]} px. Licence: Apac
   `brushwork dataset make`; the reserved shapes (diamond, crescent) never appear.
 - **Held out by scene** (no training image contains them; see `{DEFAULT_HOLDOUT.name}`):
   {", ".join(f"{c} {s}" for c, s in held)}.
-- **Recipe:** `brushwork train recipe --work runs/default --max-minutes 120` (resumable; run
-  again to continue). VAE {rec["vae_steps"]} steps; UNet + text encoder
-  {training["unet_steps_done"]} of {rec["unet_steps"]} steps at batch {rec["unet_batch"]}
-  ({"complete" if training["complete"] else "partial: training was stopped at this step"}).
-  Produced by {args.produced_by}.
+- **Recipe** (version {training.get("recipe_version", "?")}): VAE {rec["vae_steps"]} steps; UNet
+  {training.get("unet_steps_total", training["unet_steps_done"]):,} steps in all at batch {rec["unet_batch"]}.
+  Produced by {args.produced_by}. How each recipe was chosen: `docs/training-log.md` in the brushwork repository.
 
+## How it was trained: the chain of runs
+
+Each run continued from the previous one's model (`--init`), so its batches follow on from those already seen.
+
+{chain_table(training)}
 ## Adherence
 
 {markdown_table(report, floors=True)}
 {verdict}
-"""
+""" + (f"""
+## Versions bundled so far
+
+{versions_table(rows)}""" if rows else "")
     (model / "README.md").write_text(card)
     print(model / "README.md")
     if args.project_readme:
         head, rest = readme_text.split(START, 1)
         block = markdown_table(report, floors=True) + "\n" + verdict + "\n"
-        readme.write_text(head + START + block + END + rest.split(END, 1)[1])
+        text = head + START + block + END + rest.split(END, 1)[1]
+        if rows and VSTART in text and VEND in text:
+            vhead, vrest = text.split(VSTART, 1)
+            text = vhead + VSTART + versions_table(rows) + VEND + vrest.split(VEND, 1)[1]
+        readme.write_text(text)
         print(readme)
 
 

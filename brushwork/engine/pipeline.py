@@ -19,7 +19,8 @@ import torch
 
 from brushwork.engine.params import GenerationParams
 from brushwork.engine.prompts import encode_pair
-from brushwork.engine.samplers import make_scheduler, resolve_sampler, seed_scheduler_noise
+from brushwork.engine.samplers import (effective_schedule, make_scheduler, resolve_sampler, seed_scheduler_noise,
+                                       set_steps)
 from brushwork.errors import BrushworkError, InvalidParameter, OutputCheckFailed
 
 
@@ -105,7 +106,8 @@ def txt2img(c: Components, params: GenerationParams, *, seed: int, on_step: Step
 
     # 3. the sampler: a diffusers scheduler built from the model's own config
     scheduler = make_scheduler(sampler, schedule, c.scheduler_config)
-    scheduler.set_timesteps(params.steps, device=device)
+    set_steps(scheduler, params.steps, sampler=sampler, device=device,
+              schedule=effective_schedule(sampler, schedule, c.scheduler_config))
     step_kwargs = seed_scheduler_noise(scheduler, seeds, generators=gens)
     latents = latents * scheduler.init_noise_sigma
 

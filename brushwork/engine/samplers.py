@@ -177,10 +177,25 @@ def resolve_sampler(name: str, schedule: str | None = None) -> tuple[str, str]:
     return sampler.name, label
 
 
-def effective_schedule(sampler: str, schedule: str) -> str:
-    """The schedule type actually used: "Automatic" becomes the sampler's default, as in A1111."""
+def zero_terminal_snr(config: dict[str, Any] | None) -> bool:
+    """Whether a model's scheduler config rescales its betas to zero terminal SNR (Lin et al. 2023)."""
+    return bool(dict(config or {}).get("rescale_betas_zero_snr"))
+
+
+_SIGMA_SCHEDULES = ("Karras", "Exponential", "Beta")
+
+
+def effective_schedule(sampler: str, schedule: str, base_config: dict[str, Any] | None = None) -> str:
+    """The schedule type actually used: "Automatic" becomes the sampler's default, as in A1111, except that a
+    zero-terminal-SNR model (``base_config``) gets SGM Uniform (trailing timesteps, as Lin et al. 2023 prescribe)
+    where A1111's default is a sigma schedule: Karras sigmas start from the infinite terminal sigma."""
     name, label = resolve_sampler(sampler, schedule)
-    return get_sampler(name).default_schedule if label == "Automatic" else label
+    if label != "Automatic":
+        return label
+    default = get_sampler(name).default_schedule
+    if zero_terminal_snr(base_config) and default in _SIGMA_SCHEDULES:
+        return "SGM Uniform"
+    return default
 
 
 def make_scheduler(sampler: str, schedule: str, base_config: dict[str, Any]):
@@ -197,10 +212,9 @@ def make_scheduler(sampler: str, schedule: str, base_config: dict[str, Any]):
     """
     import diffusers
 
-    name, label = resolve_sampler(sampler, schedule)
+    name, _ = resolve_sampler(sampler, schedule)
     row = get_sampler(name)
-    if label == "Automatic":
-        label = row.default_schedule
+    label = effective_schedule(sampler, schedule, base_config)
     config = {k: v for k, v in dict(base_config).items() if k not in _SOLVER_KEYS}
     cls = getattr(diffusers, row.scheduler_class)
     accepted = set(inspect.signature(cls.__init__).parameters)
@@ -216,6 +230,26 @@ def make_scheduler(sampler: str, schedule: str, base_config: dict[str, Any]):
             field="scheduler",
         )
     return cls.from_config({**config, **overrides})
+
+
+def set_steps(scheduler, steps: int, *, sampler: str, schedule: str, device=None):
+    """``scheduler.set_timesteps(steps)``, or a one-line ``InvalidParameter`` where this sampler cannot run that
+    many steps on this model: LCM beyond its original step count, and order-1 solvers whose schedule repeats its
+    first timestep (DPM++ 2M and UniPC with sigma schedules on zero-terminal-SNR or some other beta schedules)."""
+    try:
+        scheduler.set_timesteps(steps, device=device)
+    except ValueError as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise InvalidParameter(f"sampler {sampler} cannot run {steps} steps on this model ({first})",
+                               field="steps") from None
+    ts = scheduler.timesteps
+    # the step index starts at the *second* occurrence of the first timestep (diffusers' img2img rule), so a repeated
+    # first timestep makes an order-1 solver run one step past the end of its schedule
+    if getattr(scheduler, "order", 1) == 1 and len(ts) > 1 and int((ts == ts[0]).sum()) > 1:
+        raise InvalidParameter(
+            f"sampler {sampler} with schedule type {schedule} repeats its first timestep at {steps} steps on this "
+            "model, which it cannot step through; use fewer steps or schedule type Uniform or SGM Uniform",
+            field="steps")
 
 
 def seed_scheduler_noise(scheduler, seeds: list[int], *, generators=None) -> dict[str, Any]:

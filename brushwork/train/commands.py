@@ -17,6 +17,9 @@ def register(sub) -> None:
     r.add_argument("--vae-steps", type=int, default=None)
     r.add_argument("--unet-steps", type=int, default=None)
     r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--init", default=None, metavar="MODEL",
+                   help="continue from this model (a registered name, a diffusers folder, or 'default' for the "
+                        "bundled one): its VAE, tokenizer and text encoder are kept, its UNet trains on")
     r.set_defaults(handler=_recipe)
 
     v = tsub.add_parser("vae", help="train a small AutoencoderKL")
@@ -33,8 +36,15 @@ def register(sub) -> None:
 
     u = tsub.add_parser("unet", help="train a UNet (and jointly a CLIP text encoder) on a trained VAE's latents")
     u.add_argument("--data", required=True)
-    u.add_argument("--vae", required=True, help="folder of the trained VAE (diffusers layout)")
-    u.add_argument("--tokenizer", required=True, help="folder of a CLIPTokenizer")
+    u.add_argument("--vae", help="folder of the trained VAE (diffusers layout); not with --init")
+    u.add_argument("--tokenizer", help="folder of a CLIPTokenizer; not with --init")
+    u.add_argument("--text-encoder", default=None,
+                   help="folder of a pretrained CLIPTextModel (e.g. a CLIP stage's WORK/clip/text_encoder); "
+                        "default: a new one; not with --init")
+    u.add_argument("--init", default=None, metavar="MODEL",
+                   help="fine-tune this model (registered name, diffusers folder or SD1.x/2.x file): its VAE, "
+                        "tokenizer, text encoder, UNet and scheduler; --data is the only other input")
+    u.add_argument("--warmup", type=int, default=None, help="lr warm-up steps (default 200; 100 with --init)")
     u.add_argument("--out", required=True)
     u.add_argument("--steps", type=int, default=3000)
     u.add_argument("--batch", type=int, default=64)
@@ -72,7 +82,7 @@ def _recipe(args) -> int:
 
     _check_positive(images=args.images, vae_steps=args.vae_steps, unet_steps=args.unet_steps, max_minutes=args.max_minutes)
     changes = {k: getattr(args, k) for k in ("images", "vae_steps", "unet_steps", "seed") if getattr(args, k) is not None}
-    res = run_recipe(args.work, replace(Recipe(), **changes), max_minutes=args.max_minutes,
+    res = run_recipe(args.work, replace(Recipe(), **changes), init=args.init, max_minutes=args.max_minutes,
                      log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(res))
     return 0
@@ -103,9 +113,44 @@ def _unet(args) -> int:
         raise InvalidParameter(f"--snr-floor must be in [0, --snr-gamma {args.snr_gamma:g}] (got {args.snr_floor})")
     if args.timesteps not in TIMESTEP_SAMPLING:
         raise InvalidParameter(f"--timesteps must be one of {', '.join(TIMESTEP_SAMPLING)} (got {args.timesteps!r})")
+    if args.warmup is not None and args.warmup < 0:
+        raise InvalidParameter(f"--warmup must be >= 0 (got {args.warmup})")
+    if args.init is not None:
+        given = [f"--{n.replace('_', '-')}" for n in ("vae", "tokenizer", "text_encoder") if getattr(args, n)]
+        if given:
+            raise InvalidParameter(f"--init takes the VAE, tokenizer and text encoder from the model; drop {given[0]}")
+        from brushwork.train.init import load_start
+
+        init = load_start(args.init)
+    elif not args.vae or not args.tokenizer:
+        raise InvalidParameter("train unet needs --vae and --tokenizer, or --init MODEL")
+    else:
+        init = None
+    warmup = args.warmup if args.warmup is not None else (200 if init is None else 100)
     res = train_unet(args.data, args.vae, args.tokenizer, args.out, steps=args.steps, batch=args.batch, lr=args.lr,
+                     init=init, text_encoder_dir=args.text_encoder, warmup=warmup,
                      final_lr_frac=args.final_lr_frac, bf16=args.bf16,
                      snr_gamma=args.snr_gamma or None, snr_floor=args.snr_floor, timesteps=args.timesteps,
                      seed=args.seed, train_text_encoder=not args.freeze_text_encoder, max_minutes=args.max_minutes)
-    print(json.dumps({"done": res["done"], "step": res["step"], "checkpoint": f"{args.out}/checkpoint"}))
+    out = {"done": res["done"], "step": res["step"], "checkpoint": f"{args.out}/checkpoint"}
+    if init is not None and res["done"]:
+        out["model"] = str(_export_fine_tune(args, init, res))
+    print(json.dumps(out))
     return 0
+
+
+def _export_fine_tune(args, init, res):
+    """A finished ``train unet --init`` run as a diffusers folder at OUT/model, its training record extended."""
+    import shlex
+    from pathlib import Path
+
+    from brushwork.train.init import TRAINING_RECORD
+    from brushwork.train.recipe import save_ema_components
+
+    model = save_ema_components(init, Path(args.out) / "checkpoint", Path(args.out) / "model")
+    run = {"command": shlex.join(["brushwork", *sys.argv[1:]]), "init": args.init, "data": str(args.data),
+           "data_seed": args.seed, "step_offset": res["step_offset"], "unet_steps": res["step"], "complete": True}
+    record = {**init.record, "unet_steps_total": res["step_offset"] + res["step"],
+              "chain": [*init.record.get("chain", []), run]}
+    (model / TRAINING_RECORD).write_text(json.dumps(record, indent=1))
+    return model

@@ -75,32 +75,49 @@ def lr_at(step: int, lr: float, warmup: int, steps: int, final_frac: float = 1.0
     return float(lr * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * done))))
 
 
-def loss_weight(snr: torch.Tensor, snr_gamma: float | None, snr_floor: float = 0.0) -> torch.Tensor:
+def loss_weight(snr: torch.Tensor, snr_gamma: float | None, snr_floor: float = 0.0,
+                v_pred: bool = True) -> torch.Tensor:
     """Per-sample weight on the v-loss: min-SNR-γ is ``min(snr, γ) / (snr + 1)``; ``snr_floor`` F raises the clamp's
     lower end, so a high-noise step (snr below F) weighs ``F / (snr + 1)`` (with F = 1: close to the plain v-loss's
-    1 at the highest noise) while the low-noise ones stay down-weighted. ``snr_gamma=None``: the plain v-loss."""
+    1 at the highest noise) while the low-noise ones stay down-weighted. ``snr_gamma=None``: the plain loss.
+    For an ε-prediction model (``v_pred=False``, when continuing from SD1.x) min-SNR-γ is ``min(snr, γ) / snr``."""
     if snr_gamma is None:
         return torch.ones_like(snr)
-    return torch.clamp(snr, min=snr_floor, max=snr_gamma) / (snr + 1)
+    return torch.clamp(snr, min=snr_floor, max=snr_gamma) / (snr + 1 if v_pred else snr)
 
 
 TIMESTEP_SAMPLING = ("uniform", "weighted")
 
 
-def timestep_probs(snr_all: torch.Tensor, snr_gamma: float | None, snr_floor: float = 0.0) -> torch.Tensor:
+def timestep_probs(snr_all: torch.Tensor, snr_gamma: float | None, snr_floor: float = 0.0,
+                   v_pred: bool = True) -> torch.Tensor:
     """The ``"weighted"`` sampling distribution over training timesteps: ``loss_weight`` normalised to sum 1."""
-    w = loss_weight(snr_all, snr_gamma, snr_floor).double()
+    w = loss_weight(snr_all, snr_gamma, snr_floor, v_pred).double()
     return (w / w.sum()).float()
 
 
-def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, batch: int = 64, lr: float = 3e-4,
-               warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1, snr_gamma: float | None = 5.0,
-               snr_floor: float = 0.0, timesteps: str = "uniform", train_text_encoder: bool = True, bf16: bool = False,
-               seed: int = 0, max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
+def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, steps: int = 3000, batch: int = 64,
+               lr: float = 3e-4, warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1,
+               snr_gamma: float | None = 5.0, snr_floor: float = 0.0, timesteps: str = "uniform",
+               train_text_encoder: bool = True, text_encoder_dir=None, init=None, bf16: bool = False, seed: int = 0,
+               max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
-    """Train (or resume). Returns {"done": bool, "step": int, "unet": UNet, "text_encoder": TE} with EMA
-    weights loaded when done. ``timesteps``: "uniform" draws, loss weighted by ``loss_weight``; "weighted" draws in
-    proportion to ``loss_weight``, loss unweighted."""
+    """Train (or resume). Returns {"done": bool, "step": int, "step_offset": int, "unet": UNet, "text_encoder": TE}
+    with EMA weights loaded when done. ``timesteps``: "uniform" draws, loss weighted by ``loss_weight``; "weighted"
+    draws in proportion to ``loss_weight``, loss unweighted.
+
+    Where the components come from:
+    - from scratch: the VAE at ``vae_dir``, the tokenizer at ``tokenizer_dir``, a new UNet (``unet_config``) and
+      either a new text encoder (``text_config``) or the pretrained one at ``text_encoder_dir`` (a ``CLIPTextModel``
+      folder, e.g. ``train.clip``'s);
+    - ``init``: a ``Start`` (``train.init.load_start``) holding a trained model's components, its scheduler and the
+      step offset its training reached: batch ``s`` of this run is batch ``offset + s`` of the chain, so a
+      continuation does not replay what the model has seen. ``vae_dir``/``tokenizer_dir`` must then be None.
+
+    With ``train_text_encoder=False`` the text encoder is frozen and the text states of every caption are computed
+    once, so a step runs the UNet alone."""
+    from brushwork.train.init import Start
+
     if timesteps not in TIMESTEP_SAMPLING:
         raise ValueError(f"timesteps must be one of {TIMESTEP_SAMPLING} (got {timesteps!r})")
     start = time.monotonic()  # --max-minutes counts loading and latent caching too
@@ -108,50 +125,57 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     data = load_imagefolder(data_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
-    vae = AutoencoderKL.from_pretrained(str(vae_dir)).eval()
+    if init is None:
+        init = Start.fresh(vae_dir, tokenizer_dir, text_encoder_dir, unet_config, text_config)
+    elif vae_dir is not None or tokenizer_dir is not None or text_encoder_dir is not None:
+        raise ValueError("init takes the VAE, tokenizer and text encoder from the model: pass none of them")
+    tokenizer, vae, unet, te = init.tokenizer, init.vae.eval(), init.unet, init.text_encoder
     scale = float(vae.config.scaling_factor)
     mean, std = _latent_cache(out_dir, data_dir, vae, data)
     ids = tokenizer(data.texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
-    unet = UNet2DConditionModel(**unet_config_for(vae, unet_config))
-    te = make_text_encoder(tokenizer, text_config)
     te.requires_grad_(train_text_encoder)
-    sched = DDPMScheduler(**DEFAULT_SCHEDULER_CONFIG)
+    states = None if train_text_encoder else _text_states(te, torch.cat([ids, empty]))
+    sched = DDPMScheduler.from_config(init.scheduler_config)
+    v_pred = sched.config.prediction_type == "v_prediction"
     params = list(unet.parameters()) + (list(te.parameters()) if train_text_encoder else [])
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     modules = {"unet": unet, "text_encoder": te}
     emas = {"unet": EMA(unet), "text_encoder": EMA(te)}
     ckpt = out_dir / "checkpoint"
     step, losses, _ = load_checkpoint(ckpt, modules, emas, opt)
+    resumed_from, offset = step, init.step_offset
     alphas = sched.alphas_cumprod
     snr_all = alphas / (1 - alphas)
-    probs = timestep_probs(snr_all, snr_gamma, snr_floor) if timesteps == "weighted" else None
+    probs = timestep_probs(snr_all, snr_gamma, snr_floor, v_pred) if timesteps == "weighted" else None
     bar = tqdm(total=steps, initial=step, desc="unet", disable=not progress)
     unet.train()
     te.train(train_text_encoder)
     while step < steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, lr, warmup, steps, final_lr_frac)
-        idx = torch.from_numpy(batch_indices(data.weights, seed, step, batch))
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.from_numpy(batch_indices(data.weights, seed, offset + step, batch))
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + offset + step)
         lat = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=gen)) * scale
-        tok = ids[idx].clone()
         drop = torch.rand(batch, generator=gen) < uncond_p
-        tok[drop] = empty[0]
         noise = torch.randn(lat.shape, generator=gen)
         if probs is None:
             t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen)
         else:
             t = torch.multinomial(probs, batch, replacement=True, generator=gen)
         noisy = sched.add_noise(lat, noise, t)
-        target = sched.get_velocity(lat, noise, t)
+        target = sched.get_velocity(lat, noise, t) if v_pred else noise
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # weights, loss and optimizer stay fp32
-            cond = te(tok).last_hidden_state
+            if states is None:
+                tok = ids[idx].clone()
+                tok[drop] = empty[0]
+                cond = te(tok).last_hidden_state
+            else:
+                cond = states[torch.where(drop, len(ids), idx)].float()
             pred = unet(noisy, t, cond).sample.float()
         snr = snr_all[t]
-        weight = loss_weight(snr, snr_gamma, snr_floor) if probs is None else torch.ones_like(snr)
+        weight = loss_weight(snr, snr_gamma, snr_floor, v_pred) if probs is None else torch.ones_like(snr)
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -165,16 +189,27 @@ def train_unet(data_dir, vae_dir, tokenizer_dir, out_dir, *, steps: int = 3000, 
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         out_of_time = max_minutes is not None and time.monotonic() - start > max_minutes * 60
         if step % ckpt_every == 0 or step == steps or out_of_time:
-            save_checkpoint(ckpt, step, modules, emas, opt, losses)
+            save_checkpoint(ckpt, step, modules, emas, opt, losses, {"step_offset": offset})
             weighting = "" if snr_gamma is None else f", min-SNR-{snr_gamma:g} " + (
                 "sampled" if probs is not None else "weighted") + (f", floor {snr_floor:g}" if snr_floor else "")
-            loss_curve(losses, out_dir / "unet_loss.png", f"UNet loss (v-pred{weighting})")
+            loss_curve(losses, out_dir / "unet_loss.png", f"UNet loss ({'v' if v_pred else 'ε'}-pred{weighting})")
         if out_of_time and step < steps:
             bar.close()
-            return {"done": False, "step": step, "unet": unet, "text_encoder": te}
+            return {"done": False, "step": step, "step_offset": offset, "resumed_from": resumed_from, "unet": unet,
+                    "text_encoder": te}
     bar.close()
     for name, m in modules.items():
         emas[name].copy_to(m)
         m.eval()
-    return {"done": True, "step": step, "unet": unet, "text_encoder": te, "tokenizer": tokenizer, "vae": vae,
-            "scheduler_config": DEFAULT_SCHEDULER_CONFIG}
+    return {"done": True, "step": step, "step_offset": offset, "resumed_from": resumed_from, "unet": unet,
+            "text_encoder": te,
+            "tokenizer": tokenizer, "vae": vae, "scheduler_config": dict(init.scheduler_config)}
+
+
+@torch.no_grad()
+def _text_states(te: CLIPTextModel, ids: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """``te``'s last hidden states for every row of ``ids`` (fp16; the rows repeat, so unique ones are encoded once)."""
+    uniq, inverse = torch.unique(ids, dim=0, return_inverse=True)
+    te.eval()
+    out = torch.cat([te(uniq[i:i + batch]).last_hidden_state.half() for i in range(0, len(uniq), batch)])
+    return out[inverse]

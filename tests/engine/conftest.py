@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 
-def build_tiny_model(folder, seed: int = 0):
+def build_tiny_model(folder, seed: int = 0, scheduler: dict | None = None):
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
@@ -26,7 +26,7 @@ def build_tiny_model(folder, seed: int = 0):
                         block_out_channels=(8, 8), layers_per_block=1, norm_num_groups=4,
                         mid_block_add_attention=False)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet,
-                                   scheduler=DDPMScheduler(**DEFAULT_SCHEDULER_CONFIG), safety_checker=None,
+                                   scheduler=DDPMScheduler(**(scheduler or DEFAULT_SCHEDULER_CONFIG)), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder, safe_serialization=True)
     (folder / "README.md").write_text("---\nlicense: apache-2.0\nbrushwork:\n  native_size: 16\n  max_size: 32\n---\ntiny\n")
@@ -36,6 +36,15 @@ def build_tiny_model(folder, seed: int = 0):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_zero_snr_model(tmp_path_factory):
+    """The tiny model with a zero-terminal-SNR scheduler (``rescale_betas_zero_snr``, trailing timesteps)."""
+    from brushwork.train.diffusion import DEFAULT_SCHEDULER_CONFIG
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-zsnr") / "model",
+                            scheduler={**DEFAULT_SCHEDULER_CONFIG, "rescale_betas_zero_snr": True})
 
 
 @pytest.fixture(autouse=True)

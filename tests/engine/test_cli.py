@@ -98,3 +98,16 @@ def test_samplers_lists_names(capsys):
     out = capsys.readouterr().out
     for name in ["Euler a", "DPM++ 2M", "DPM++ SDE", "UniPC", "LCM", "PLMS", "Karras", "Exponential"]:
         assert name in out
+
+
+def test_zero_terminal_snr_model_generates_at_the_default_20_steps(tiny_zero_snr_model, tmp_path, capsys):
+    """A model whose scheduler rescales betas to zero terminal SNR (trailing timesteps) generates with the default
+    sampler and steps; an explicit Karras schedule that cannot run is refused in one line, without a traceback."""
+    model = tiny_zero_snr_model
+    assert main(["generate", "a red circle", "--seed", "1", "--model", str(model), "--out", str(tmp_path / "o")]) == 0
+    path = capsys.readouterr().out.strip()
+    assert Image.open(path).size == (16, 16)
+    r = run("generate", "a red circle", "--scheduler", "Karras", "--steps", "20", "--model", str(model),
+            "--out", str(tmp_path / "o2"), env_home=tmp_path / "home")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "repeats its first timestep at 20 steps" in r.stderr and len(r.stderr.strip().splitlines()) == 1

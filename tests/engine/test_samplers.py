@@ -168,3 +168,50 @@ def test_step_noise_follows_the_seed(sampler):
 
     assert torch.equal(run(1), run(1))
     assert not torch.allclose(run(1), run(2))
+
+
+# A zero-terminal-SNR v-prediction model's config (SD 2.x-style, trailing timesteps: Lin et al. 2023)
+ZERO_SNR_CONFIG = {**SD_CONFIG, "prediction_type": "v_prediction", "rescale_betas_zero_snr": True,
+                   "timestep_spacing": "trailing", "beta_end": 0.02}
+STEP_COUNTS = [1, 2, 3, 4, 5, 8, 10, 13, 14, 20, 21, 24, 30, 50, 75, 150]
+
+
+@pytest.mark.parametrize("config", [ZERO_SNR_CONFIG, SD_CONFIG], ids=["zero-snr", "sd1"])
+@pytest.mark.parametrize("sampler, schedule", [(r.name, s) for r in SAMPLERS for s in r.schedules])
+def test_every_sampler_runs_or_refuses_in_one_line(config, sampler, schedule):
+    """At every step count a sampler either runs to a finite result or refuses with InvalidParameter before the first
+    step (before the fix, DPM++ 2M at its default 20 steps raised IndexError inside diffusers on a zero-SNR model)."""
+    for steps in STEP_COUNTS:
+        sched = make_scheduler(sampler, schedule, config)
+        try:
+            samplers.set_steps(sched, steps, sampler=sampler, schedule=schedule)
+        except InvalidParameter as e:
+            assert "\n" not in str(e) and str(steps) in str(e)
+            continue
+        latents, gens = _initial_latents([3])
+        latents = latents * sched.init_noise_sigma
+        extra = seed_scheduler_noise(sched, [3], generators=gens)
+        for t in sched.timesteps:
+            out = 0.1 * sched.scale_model_input(latents, t)
+            latents = sched.step(out, t, latents, **extra).prev_sample
+        assert torch.isfinite(latents).all(), (steps, sampler, schedule)
+
+
+@pytest.mark.parametrize("sampler", [r.name for r in SAMPLERS if r.name != "LCM"])
+def test_automatic_schedule_never_refuses_on_a_zero_snr_model(sampler):
+    for steps in range(1, 151):
+        sched = make_scheduler(sampler, "Automatic", ZERO_SNR_CONFIG)
+        samplers.set_steps(sched, steps, sampler=sampler, schedule="Automatic")
+
+
+def test_automatic_on_zero_snr_uses_trailing_timesteps_not_karras():
+    assert samplers.effective_schedule("DPM++ 2M", "Automatic", SD_CONFIG) == "Karras"
+    assert samplers.effective_schedule("DPM++ 2M", "Automatic", ZERO_SNR_CONFIG) == "SGM Uniform"
+    assert samplers.effective_schedule("DPM++ 2M", "Karras", ZERO_SNR_CONFIG) == "Karras"  # asked for: kept
+    assert not make_scheduler("DPM++ 2M", "Automatic", ZERO_SNR_CONFIG).config.use_karras_sigmas
+
+
+def test_lcm_beyond_its_original_steps_is_refused_in_one_line():
+    sched = make_scheduler("LCM", "Automatic", SD_CONFIG)
+    with pytest.raises(InvalidParameter, match="sampler LCM cannot run 75 steps"):
+        samplers.set_steps(sched, 75, sampler="LCM", schedule="Automatic")

@@ -73,3 +73,27 @@ def test_readme_without_markers_is_refused_before_writing(tmp_path, monkeypatch)
     with pytest.raises(SystemExit, match="has no <!-- adherence:start -->"):
         _run(monkeypatch, tmp_path, model, readme)
     assert not (model / "README.md").exists()
+
+
+def test_card_lists_the_chain_and_versions_accumulate(tmp_path, monkeypatch):
+    model, readme = _setup(tmp_path, CATS)
+    readme.write_text(readme.read_text() + "<!-- versions:start -->\n<!-- versions:end -->\nend\n")
+    run1 = {"command": "brushwork train recipe --work runs/a", "init": None, "data_seed": 0, "step_offset": 0,
+            "unet_steps": 3000, "complete": True, "minutes": {"vae": 25.0, "unet": 50.5}, "total_minutes": 75.5,
+            "unet_s_per_step": 1.01}
+    run2 = {**run1, "command": "brushwork train recipe --work runs/b --init default", "init": "default",
+            "step_offset": 3000, "minutes": {"unet": 60.0}, "total_minutes": 60.0}
+    recipe = {"images": 50000, "size": 64, "seed": 0, "vae_steps": 2500, "unet_batch": 32}
+    versions = tmp_path / "versions.jsonl"
+    for chain, total in (([run1], 3000), ([run1, run2], 6000)):
+        (model / "brushwork_training.json").write_text(json.dumps(
+            {"recipe_version": 11, "recipe": recipe, "unet_steps_done": 3000, "complete": True,
+             "unet_steps_total": total, "total_minutes": sum(r["total_minutes"] for r in chain), "chain": chain}))
+        _run(monkeypatch, tmp_path, model, readme, "--versions", str(versions))
+        _run(monkeypatch, tmp_path, model, readme, "--versions", str(versions))  # carding again: no new version
+    card = (model / "README.md").read_text()
+    assert "| 2 | `brushwork train recipe --work runs/b --init default` | default | 0 | 3,000 (3,000–6,000) |" in card
+    assert "| 1 | v11 | none | 1 | 3,000 | 75.5 |" in card and "| 2 | v11 | default | 2 | 6,000 | 135.5 |" in card
+    assert len(versions.read_text().splitlines()) == 2
+    text = readme.read_text()
+    assert "| 2 | v11 | default | 2 | 6,000 | 135.5 |" in text and text.endswith("end\n")

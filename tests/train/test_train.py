@@ -216,7 +216,7 @@ def test_plain_v_loss_weighs_every_noise_level_fully(tmp_path, data):
 def test_recipe_runs_end_to_end_at_toy_size_and_resumes(tmp_path):
     from brushwork.train.recipe import RECIPE_VERSION, Recipe, run_recipe
 
-    r = Recipe(images=48, vae_steps=2, unet_steps=3, unet_batch=4)
+    r = Recipe(images=48, vae_steps=2, clip_steps=2, clip_batch=8, unet_steps=3, unet_batch=4)
     res = run_recipe(tmp_path, r, progress=False, log=lambda m: None)
     assert res == {"done": True, "stage": "done", "step": 3}
     info = json.loads((tmp_path / "model" / "brushwork_training.json").read_text())
