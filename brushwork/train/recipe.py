@@ -64,7 +64,7 @@ class Recipe:
     vae_detail_weight: float = 8.0
     clip_steps: int = 1200
     clip_batch: int = 128
-    unet_steps: int = 3000  # v10: 5,200 with the text encoder trained jointly; v9: 2,000 (a blob-drawing model)
+    unet_steps: int = 2500  # v10: 5,200 with the text encoder trained jointly; v9: 2,000 (a blob-drawing model)
     unet_batch: int = 32  # v10 and before: 64 (half the updates in the same time)
     unet_lr: float = 1e-3
     unet_final_lr_frac: float = 0.1
