@@ -34,10 +34,11 @@ def chain_table(training: dict) -> str:
     for i, r in enumerate(chain, 1):
         off, n = r.get("step_offset", 0), r["unet_steps"]
         mins = r.get("minutes")
-        spent = (f"{r['total_minutes']:g} (" + ", ".join(f"{k} {v:g}" for k, v in mins.items()) + ")") if mins else "–"
+        spent = "–" if not mins else f"{r['total_minutes']:g} (" + ", ".join(f"{k} {v:g}" for k, v in mins.items()) + ")"
         steps = f"{n:,} ({off:,}–{off + n:,})" + ("" if r.get("complete", True) else ", stopped early")
-        lines.append(f"| {i} | `{r['command']}` | {r.get('init') or 'none (from scratch)'} | {r.get('data_seed', '–')} "
-                     f"| {steps} | {spent} | {r.get('unet_s_per_step', '–')} |")
+        init = r.get("init") or "none (from scratch)"
+        lines.append(f"| {i} | `{r['command']}` | {init} | {r.get('data_seed', '–')} | {steps} | {spent} "
+                     f"| {r.get('unet_s_per_step', '–')} |")
     return "\n".join(lines) + "\n"
 
 

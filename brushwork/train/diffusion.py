@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -83,7 +83,10 @@ def loss_weight(snr: torch.Tensor, snr_gamma: float | None, snr_floor: float = 0
     For an ε-prediction model (``v_pred=False``, when continuing from SD1.x) min-SNR-γ is ``min(snr, γ) / snr``."""
     if snr_gamma is None:
         return torch.ones_like(snr)
-    return torch.clamp(snr, min=snr_floor, max=snr_gamma) / (snr + 1 if v_pred else snr)
+    clamped = torch.clamp(snr, min=snr_floor, max=snr_gamma)
+    if v_pred:
+        return clamped / (snr + 1)
+    return torch.where(snr > 0, clamped / snr.clamp(min=1e-12), torch.ones_like(snr))  # SNR 0: ε-loss weight 1
 
 
 TIMESTEP_SAMPLING = ("uniform", "weighted")

@@ -28,8 +28,10 @@ import json
 import shlex
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from brushwork.errors import InvalidParameter
 
@@ -163,24 +165,17 @@ class Times:
         self.path = path
         self.data = json.loads(path.read_text()) if path.is_file() else {"minutes": {}, "unet_steps_timed": 0}
 
+    @contextmanager
     def stage(self, name: str):
-        times = self
-
-        class _Stage:
-            steps = 0
-
-            def __enter__(self):
-                self.t = time.monotonic()
-                return self
-
-            def __exit__(self, *exc):
-                minutes = (time.monotonic() - self.t) / 60
-                times.data["minutes"][name] = round(times.data["minutes"].get(name, 0.0) + minutes, 2)
-                if name == "unet":
-                    times.data["unet_steps_timed"] += self.steps
-                times.save()
-
-        return _Stage()
+        """Time the ``with`` block as stage ``name``; for "unet", set ``.steps`` on what it yields to the steps run."""
+        counter, t = SimpleNamespace(steps=0), time.monotonic()
+        try:
+            yield counter
+        finally:
+            minutes = (time.monotonic() - t) / 60
+            self.data["minutes"][name] = round(self.data["minutes"].get(name, 0.0) + minutes, 2)
+            self.data["unet_steps_timed"] += counter.steps
+            self.save()
 
     def note(self, **values) -> None:
         self.data.update(values)
@@ -221,7 +216,8 @@ def export(work: Path, res: dict, recipe: Recipe, start, init: str | None, comma
     times = json.loads((work / "times.json").read_text())
     run = {"command": command, "init": init, "recipe_version": RECIPE_VERSION, "data_seed": recipe.seed,
            "images": recipe.images, "step_offset": res["step_offset"], "unet_steps": res["step"],
-           "complete": res["done"], "minutes": times["minutes"], "total_minutes": round(sum(times["minutes"].values()), 1),
+           "complete": res["done"], "minutes": times["minutes"],
+           "total_minutes": round(sum(times["minutes"].values()), 1),
            "unet_s_per_step": round(60 * times["minutes"].get("unet", 0) / max(1, times["unet_steps_timed"]), 3)}
     if "clip_top1" in times:
         run["clip_top1"] = times["clip_top1"]

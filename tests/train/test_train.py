@@ -279,3 +279,15 @@ def test_weighted_timesteps_train_on_the_unweighted_loss(tmp_path, data):
     assert losses["weighted"] > losses["uniform"] > 0
     with pytest.raises(ValueError, match="timesteps must be one of"):
         train_unet(d, vae_dir, root / "tok", tmp_path / "x", timesteps="logit", **kw)
+
+
+def test_min_snr_for_epsilon_models_is_one_below_gamma_and_finite_at_zero_snr():
+    import torch
+
+    from brushwork.train.diffusion import loss_weight
+
+    snr = torch.tensor([0.0, 0.5, 5.0, 20.0])
+    eps = loss_weight(snr, 5.0, v_pred=False)
+    assert torch.isfinite(eps).all()
+    assert eps.tolist() == pytest.approx([1.0, 1.0, 1.0, 0.25])  # min(snr, 5) / snr; SNR 0 (zero terminal SNR): 1
+    assert loss_weight(snr, 5.0).tolist() == pytest.approx([0.0, 0.5 / 1.5, 5 / 6, 5 / 21])  # v: min(snr, 5)/(snr+1)
