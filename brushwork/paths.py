@@ -23,6 +23,28 @@ def package_data(*parts: str) -> Path:
     return Path(__file__).resolve().parent.joinpath(*parts)
 
 
+def hide_paths(text: str, roots) -> str:
+    """``text`` with every path under one of ``roots`` replaced by its last component, for messages
+    that leave the machine (server errors name the model or file, never where it lives)."""
+    import re
+
+    names = set()
+    for root in roots:
+        if root is None:
+            continue
+        names |= {str(Path(root)), str(Path(root).resolve())}
+    for name in sorted((n for n in names if n not in ("/", ".")), key=len, reverse=True):
+        text = re.sub(re.escape(name) + r"(/[^\s'\"),;]*)?", lambda m: Path(m.group(0)).name or m.group(0), text)
+    return text
+
+
+def server_roots(*extra) -> list:
+    """The folders a server's messages must not reveal: its own, the package, Python's, the user's home."""
+    import sys
+
+    return [*extra, package_data(), sys.prefix, sys.base_prefix, Path.home(), Path.cwd()]
+
+
 def safe_join(root: str | os.PathLike, name: str) -> Path:
     """Resolve ``name`` inside ``root`` or raise ``UnsafePath``.
 
@@ -41,5 +63,5 @@ def safe_join(root: str | os.PathLike, name: str) -> Path:
     root_resolved = Path(root).resolve()
     target = (root_resolved / pure).resolve()
     if target != root_resolved and root_resolved not in target.parents:
-        raise UnsafePath(f"{name!r} points outside {root_resolved}")
+        raise UnsafePath(f"{name!r} points outside its folder")  # the server path is not shown to clients
     return target

@@ -9,10 +9,12 @@ The CLI, the server and the UI call exactly this. Nothing loads at import time.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,26 +44,47 @@ class Generation:
 
 
 class Studio:
-    """Loaded models plus generation. Pass one around; do not make it global."""
+    """Loaded models plus generation. Pass one around; do not make it global.
+
+    With ``max_models``, at most that many models are held besides ``keep`` (the one a server
+    always serves): the least recently used is dropped before another is loaded.
+    """
 
     def __init__(self, *, device: str = "cpu", dtype: str = "fp32", home: str | os.PathLike | None = None,
-                 allow_pickle: bool = False, allow_paths: bool = True):
+                 allow_pickle: bool = False, allow_paths: bool = True, max_models: int | None = None,
+                 keep: str | None = None):
         self.device, self.dtype, self.home = device, dtype, home
         self.allow_pickle, self.allow_paths = allow_pickle, allow_paths
-        self._models: dict[str | None, object] = {}
+        self.max_models, self.keep = max_models, _model_key(keep)
+        self._models: OrderedDict[str, object] = OrderedDict()  # least recently used first
 
     def model(self, ref: str | None, *, commercial: bool = False):
-        """The ``LoadedModel`` for a registry name, folder or file (``None``: the bundled model)."""
+        """The ``LoadedModel`` for a registry name, folder or file (``None`` or "default": the bundled model)."""
         from brushwork.models.licenses import check_commercial
         from brushwork.models.load import load_pipeline
 
-        if ref not in self._models:
-            self._models[ref] = load_pipeline(ref, dtype=self.dtype, device=self.device, home=self.home,
-                                              allow_pickle=self.allow_pickle, allow_paths=self.allow_paths)
-        loaded = self._models[ref]
+        key = _model_key(ref)
+        if key not in self._models:
+            self._evict(room_for=key)
+            self._models[key] = load_pipeline(None if key == BUNDLED else key, dtype=self.dtype,
+                                              device=self.device, home=self.home, allow_pickle=self.allow_pickle,
+                                              allow_paths=self.allow_paths)
+        self._models.move_to_end(key)
+        loaded = self._models[key]
         if commercial:
             check_commercial(loaded.name, loaded.license)
         return loaded
+
+    def loaded_models(self) -> list[str]:
+        return list(self._models)
+
+    def _evict(self, room_for: str) -> None:
+        if self.max_models is None or room_for == self.keep:
+            return
+        others = [k for k in self._models if k != self.keep]
+        for key in others[:max(0, len(others) - self.max_models + 1)]:
+            del self._models[key]
+        gc.collect()  # the pipeline's tensors go now, before the next model is loaded
 
     def generate(self, params: GenerationParams, *, on_step: StepCallback | None = None) -> Generation:
         sampler, schedule = resolve_sampler(params.sampler, params.scheduler)
@@ -86,19 +109,35 @@ class Studio:
                          "model_hash": loaded.short_hash, "version": __version__} for i, s in enumerate(seeds)]
         return Generation(params, images, seeds, infotexts, loaded.name, loaded.short_hash, plan, image_params)
 
-    def save(self, gen: Generation, out_dir: str | os.PathLike, *, grid: bool = False) -> list[Path]:
-        """Write each image (atomically, never over an existing file) and optionally a grid."""
+    def save(self, gen: Generation, out_dir: str | os.PathLike, *, grid: bool = False,
+             on_saved=None) -> list[Path]:
+        """Write each image (atomically, never over an existing file) and optionally a grid.
+
+        Files are numbered ``NNNNN-SEED.png`` after the highest number in the folder; when another
+        process takes a name first, the image gets the next free number. ``on_saved(path)`` is called
+        after each file is written.
+        """
         out = writable_dir(out_dir)
-        index = _next_index(out)
         paths = []
-        for k, (im, s, info, meta) in enumerate(zip(gen.images, gen.seeds, gen.infotexts, gen.image_params)):
-            path = out / f"{index + k:05d}-{s}.png"
-            paths.append(save_png(im, path, info, json.dumps(meta, sort_keys=True)))
+        start = None  # the first image numbers after the folder's highest; the next ones follow it
+        for im, s, info, meta in zip(gen.images, gen.seeds, gen.infotexts, gen.image_params):
+            path = _save_numbered(out, "{:05d}-%d.png" % s, im, info, json.dumps(meta, sort_keys=True),
+                                  on_saved, start=start)
+            paths.append(path)
+            start = _number(path) + 1
         if grid:
-            path = out / f"grid-{index:05d}-{gen.seeds[0]}.png"
-            paths.append(save_png(contact_sheet(gen.images), path, gen.infotexts[0],
-                                  json.dumps({"grid_of": [p.name for p in paths]}, sort_keys=True)))
+            meta = json.dumps({"grid_of": [p.name for p in paths]}, sort_keys=True)
+            paths.append(_save_numbered(out, "grid-{:05d}-%d.png" % gen.seeds[0], contact_sheet(gen.images),
+                                        gen.infotexts[0], meta, on_saved, start=_number(paths[0])))
         return paths
+
+
+BUNDLED = "default"
+
+
+def _model_key(ref: str | None) -> str | None:
+    """One key per model: ``None`` and "default" are both the bundled model."""
+    return BUNDLED if ref in (None, "", BUNDLED) else ref
 
 
 def writable_dir(path: str | os.PathLike) -> Path:
@@ -111,6 +150,26 @@ def writable_dir(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise InvalidParameter(f"cannot write to output directory {out}: {exc.strerror}", field="out") from None
     return out
+
+
+def _save_numbered(out: Path, pattern: str, image, info: str, meta: str, on_saved, *, start: int | None = None,
+                   tries: int = 1000) -> Path:
+    """Save as ``pattern.format(i)`` for the first free number ``i`` (from ``start``, else after the highest)."""
+    index = _next_index(out) if start is None else start
+    for _ in range(tries):
+        try:
+            path = save_png(image, out / pattern.format(index), info, meta)
+        except FileExistsError:  # another process took the name first
+            index = max(index + 1, _next_index(out))
+            continue
+        if on_saved is not None:
+            on_saved(path)
+        return path
+    raise InvalidParameter(f"no free file name in {out} after {tries} tries", field="out")
+
+
+def _number(path: Path) -> int:
+    return int(path.name.removeprefix("grid-").split("-")[0])
 
 
 def _next_index(out: Path) -> int:

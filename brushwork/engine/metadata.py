@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import zlib
 from pathlib import Path
 from typing import Any
@@ -165,11 +166,12 @@ def params_from_infotext(text: str) -> GenerationParams:
 
 
 def save_png(image, path: str | os.PathLike, infotext: str, params_json: str) -> Path:
-    """Write ``image`` as PNG with ``parameters`` and ``brushwork`` text chunks, atomically.
+    """Write ``image`` as PNG with ``parameters`` and ``brushwork`` text chunks, atomically and exclusively.
 
-    The file appears complete or not at all (a temporary file in the same folder, then
-    ``os.replace``). The bytes depend only on the inputs: no time chunk is written.
-    ``path`` is used as given; callers pass it through ``paths.safe_join`` first.
+    The file appears complete or not at all (a temporary file in the same folder, then a hard link to
+    ``path``), and an existing file is never replaced: ``FileExistsError`` if ``path`` exists, so two
+    processes sharing a folder cannot overwrite each other. The bytes depend only on the inputs: no
+    time chunk is written. ``path`` is used as given; callers pass it through ``paths.safe_join`` first.
     """
     from PIL.PngImagePlugin import PngInfo
 
@@ -190,11 +192,23 @@ def save_png(image, path: str | os.PathLike, infotext: str, params_json: str) ->
             image.save(handle, format="PNG", pnginfo=info, optimize=False)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        _publish(tmp, path)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
     return path
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Give the finished ``tmp`` the name ``path`` unless that name exists (then ``FileExistsError``)."""
+    try:
+        os.link(tmp, path)  # atomic, and fails if path exists
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: create the name exclusively, then copy
+        with open(path, "xb") as out, open(tmp, "rb") as src:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def read_png_info(path: str | os.PathLike) -> dict[str, Any]:

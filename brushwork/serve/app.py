@@ -1,6 +1,6 @@
 """The FastAPI app: routes, error shapes, the guard, CORS, and the Gradio UI at ``/ui``.
 
-    app = create_app(ServeConfig(home=brushwork_home(), token="s3cret"))
+    app = create_app(ServeConfig(home=brushwork_home(), token="a-token-of-16-chars-or-more"))
 
 Errors never leak as 500 for bad input: request validation, malformed JSON and every
 ``BrushworkError`` become a 4xx JSON body that names the field, in the shape each API's clients
@@ -25,12 +25,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from brushwork import __version__
 from brushwork.errors import BrushworkError
-from brushwork.serve.auth import Guard
+from brushwork.serve.auth import Guard, check_token, parse_allow_hosts
 from brushwork.serve.queue import QueueFull
 from brushwork.serve.service import ServeConfig, Service
 
 
 def create_app(config: ServeConfig) -> FastAPI:
+    check_token(config.token)  # one-line errors for a short token or a bad --allow-host, before anything starts
+    parse_allow_hosts(config.allow_hosts)
     service = Service(config)
 
     @contextlib.asynccontextmanager
@@ -61,7 +63,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         from brushwork.serve.ui import mount_ui
 
         mount_ui(app, service)
-    app.add_middleware(Guard, token=config.token, max_body=config.max_body)
+    # Host (without a token) and Origin checks, token, body cap: see auth.py. It also wraps the Gradio UI.
+    app.add_middleware(Guard, token=config.token, max_body=config.max_body, allow_hosts=config.allow_hosts,
+                       cors=config.cors)
     # Always present, so Gradio does not add its own permissive CORS; no origins = no CORS headers.
     app.add_middleware(CORSMiddleware, allow_origins=list(config.cors), allow_methods=["*"],
                        allow_headers=["*"], allow_credentials=bool(config.cors))
@@ -88,6 +92,17 @@ def _field(loc) -> str:
     return ".".join(parts) or "body"
 
 
+def public_message(request: Request, message: str) -> str:
+    """``message`` with server paths reduced to file names; the full message goes to the server log."""
+    from brushwork.paths import hide_paths, server_roots
+
+    config = request.app.state.service.config
+    shown = hide_paths(message, server_roots(config.home, config.outputs))
+    if shown != message:
+        print(f"[brushwork] {request.method} {request.url.path}: {message}", file=sys.stderr, flush=True)
+    return shown
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError):
@@ -111,7 +126,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BrushworkError)
     async def brushwork_error(request: Request, exc: BrushworkError):
-        message = str(exc)
+        message = public_message(request, str(exc))
         if exc.field and not message.startswith(f"{exc.field}:") and exc.field != "job":
             message = f"{exc.field}: {message}"  # the detail always starts with the field it names
         return error_response(request, exc.http_status, type(exc).__name__, message, exc.field)

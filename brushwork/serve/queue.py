@@ -75,6 +75,17 @@ MIGRATIONS = [
     );
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 3: what the line's positions and ETAs need, in columns, so that reading a job's status never decodes
+    #    the parameters (prompts of up to 32,000 characters each) of every job ahead of it
+    """
+    ALTER TABLE jobs ADD COLUMN n INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE jobs ADD COLUMN timing_key TEXT NOT NULL DEFAULT 'default|nativexnative';
+    UPDATE jobs SET n = COALESCE(json_extract(params, '$.n'), 1),
+        timing_key = COALESCE(json_extract(params, '$.model'), 'default') || '|'
+            || COALESCE(json_extract(params, '$.width'), 'native') || 'x'
+            || COALESCE(json_extract(params, '$.height'), 'native');
+    UPDATE jobs SET total_steps = COALESCE(json_extract(params, '$.steps'), 20) WHERE total_steps = 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -194,27 +205,30 @@ class JobQueue:
                     raise QueueFull(f"the queue is full ({waiting} jobs waiting, at most {max_queue}); "
                                     f"retry in about {retry} s", retry_after=retry)
             db.execute(
-                "INSERT INTO jobs (id, source, params, status, total_steps, created_at) VALUES (?,?,?,?,?,?)",
-                (job_id, source, json.dumps(params, sort_keys=True), "queued", int(params.get("steps") or 0), now),
+                "INSERT INTO jobs (id, source, params, status, total_steps, n, timing_key, created_at) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (job_id, source, json.dumps(params, sort_keys=True), "queued", int(params.get("steps") or 20),
+                 int(params.get("n") or 1), timing_key(params), now),
             )
         return self.get(job_id)
 
     def _retry_after(self, db) -> int:
-        running = db.execute("SELECT * FROM jobs WHERE status = 'running' LIMIT 1").fetchone()
-        if running is None:
+        line = self._line(db)
+        if not line or line[0]["status"] != "running":
             return 1
-        job = _job(running)
-        return max(1, math.ceil(self._remaining(job, self._timings(db))))
+        return max(1, math.ceil(line[0]["eta"]))
 
     def get(self, job_id: str) -> Job | None:
-        row = self._db().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        """One job; an active one with its place in line (found without decoding the other jobs' rows)."""
+        db = self._db()
+        row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             return None
         job = _job(row)
         if job.status in ACTIVE:
-            for active in self.snapshot():
-                if active.id == job.id:
-                    return active
+            for place in self._line(db):
+                if place["id"] == job.id:
+                    job.position, job.queue_length, job.eta = place["position"], place["queue_length"], place["eta"]
         return job
 
     def require(self, job_id: str) -> Job:
@@ -237,8 +251,25 @@ class JobQueue:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(int(limit))
-        active = {j.id: j for j in self.snapshot()}
-        return [active.get(row["id"]) or _job(row) for row in self._db().execute(sql, args)]
+        places = {p["id"]: p for p in self._line(self._db())}
+        jobs = [_job(row) for row in self._db().execute(sql, args)]
+        for job in jobs:
+            if job.id in places:
+                p = places[job.id]
+                job.position, job.queue_length, job.eta = p["position"], p["queue_length"], p["eta"]
+        return jobs
+
+    def finished_oldest_first(self) -> list[Job]:
+        """Finished jobs, the one that finished first first."""
+        rows = self._db().execute("SELECT * FROM jobs WHERE status IN ('done', 'failed', 'cancelled') "
+                                  "ORDER BY finished_at, seq").fetchall()
+        return [_job(r) for r in rows]
+
+    def delete_finished(self, job_ids: list[str]) -> int:
+        """Delete these jobs' rows if they have finished (a queued or running job is never deleted)."""
+        with self._write() as db:
+            return sum(db.execute("DELETE FROM jobs WHERE id = ? AND status IN ('done', 'failed', 'cancelled')",
+                                  (i,)).rowcount for i in job_ids)
 
     def finished_since(self, when: float) -> list[Job]:
         """Jobs that finished at or after ``when`` (a ``time.time()``), in line order."""
@@ -251,19 +282,36 @@ class JobQueue:
         out.update({r[0]: r[1] for r in rows})
         return out
 
-    def snapshot(self) -> list[Job]:
-        """Active jobs in line order (the running one first), with position, length and ETA."""
-        db = self._db()
+    def line(self) -> list[dict]:
+        """The active jobs in line order (the running one first): ``id, status, step, total_steps,
+        position, queue_length, eta`` each; their parameters are not read."""
+        return self._line(self._db())
+
+    def _line(self, db) -> list[dict]:
         rows = db.execute(
-            "SELECT * FROM jobs WHERE status IN ('queued', 'running') "
+            "SELECT id, status, step, total_steps, n, timing_key FROM jobs WHERE status IN ('queued', 'running') "
             "ORDER BY CASE status WHEN 'running' THEN 0 ELSE 1 END, seq"
         ).fetchall()
-        jobs = [_job(r) for r in rows]
-        timings = self._timings(db)
-        elapsed = 0.0
-        for i, job in enumerate(jobs):
-            elapsed += self._remaining(job, timings)
-            job.position, job.queue_length, job.eta = i + 1, len(jobs), elapsed
+        timings, elapsed, out = self._timings(db), 0.0, []
+        for i, r in enumerate(rows):
+            per_step, overhead = self.estimate_key(r["timing_key"], timings)
+            left = max(0, r["total_steps"] - r["step"]) if r["status"] == "running" else r["total_steps"]
+            elapsed += left * r["n"] * per_step + overhead
+            out.append({"id": r["id"], "status": r["status"], "step": r["step"], "total_steps": r["total_steps"],
+                        "position": i + 1, "queue_length": len(rows), "eta": elapsed})
+        return out
+
+    def snapshot(self) -> list[Job]:
+        """Active jobs in line order (the running one first), whole, with position, length and ETA."""
+        db = self._db()
+        line = self._line(db)
+        rows = {r["id"]: r for r in db.execute("SELECT * FROM jobs WHERE status IN ('queued', 'running')")}
+        jobs = []
+        for place in line:
+            if place["id"] in rows:
+                job = _job(rows[place["id"]])
+                job.position, job.queue_length, job.eta = place["position"], place["queue_length"], place["eta"]
+                jobs.append(job)
         return jobs
 
     # ------------------------------------------------------------ estimates
@@ -277,8 +325,10 @@ class JobQueue:
 
         Same model and size first, then the mean over the same model, then over everything.
         """
+        return self.estimate_key(timing_key(params), timings)
+
+    def estimate_key(self, key: str, timings: dict | None = None) -> tuple[float, float]:
         timings = self._timings(self._db()) if timings is None else timings
-        key = timing_key(params)
         if key in timings:
             return timings[key]
         model = key.split("|")[0] + "|"
@@ -286,12 +336,6 @@ class JobQueue:
             if pool:
                 return (sum(p[0] for p in pool) / len(pool), sum(p[1] for p in pool) / len(pool))
         return DEFAULT_SEC_PER_IMAGE_STEP, DEFAULT_OVERHEAD
-
-    def _remaining(self, job: Job, timings: dict) -> float:
-        per_step, overhead = self.estimate(job.params, timings)
-        total = job.total_steps or job.steps
-        left = max(0, total - job.step) if job.status == "running" else total
-        return left * job.n * per_step + overhead
 
     def record_timing(self, params: dict, *, sec_per_step: float, overhead: float) -> None:
         """Fold one job's measurement into the running average (exponential, weight 0.3)."""
@@ -329,6 +373,22 @@ class JobQueue:
     def cancel_requested(self, job_id: str) -> bool:
         row = self._db().execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return bool(row and row[0])
+
+    def running(self, *, worker_pid: int) -> tuple[str, float] | None:
+        """``(job id, started_at)`` of the job a worker is running, if any."""
+        row = self._db().execute("SELECT id, started_at FROM jobs WHERE status = 'running' AND worker_pid = ? "
+                                 "LIMIT 1", (worker_pid,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def add_output(self, job_id: str, name: str) -> None:
+        """Record a file the running job has written, as soon as it exists (a retry removes it)."""
+        with self._write() as db:
+            db.execute("UPDATE jobs SET outputs = json_insert(outputs, '$[#]', ?) WHERE id = ? AND status = 'running'",
+                       (name, job_id))
+
+    def clear_outputs(self, job_id: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE jobs SET outputs = '[]' WHERE id = ? AND status = 'running'", (job_id,))
 
     def finish(self, job_id: str, outputs: list[str], result: dict) -> None:
         with self._write() as db:

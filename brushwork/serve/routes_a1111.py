@@ -93,7 +93,8 @@ def to_params(req: Txt2ImgRequest) -> dict:
 @router.post("/txt2img", summary="A1111 txt2img (waits for the job in the shared queue)")
 async def txt2img(req: Txt2ImgRequest, request: Request) -> dict:
     svc = service(request)
-    params = await run_in_threadpool(svc.prepare, to_params(req), rename=RENAME)
+    params = await run_in_threadpool(svc.prepare, to_params(req), rename=RENAME,
+                                     inline_field="send_images" if req.send_images else None)
     job = await run_in_threadpool(svc.submit, params, source="a1111")
     job = await svc.wait(job.id, request)
     if job.status != "done":
@@ -138,21 +139,22 @@ class JobNotDone(BrushworkError):
 @router.get("/progress", summary="Progress of the running job (A1111 shape)")
 async def progress(request: Request, skip_current_image: bool = False) -> dict:
     svc = service(request)
-    active = await run_in_threadpool(svc.queue.snapshot)
-    running = next((j for j in active if j.status == "running"), None)
-    total = running.total_steps or running.steps if running else 0
-    fraction = running.step / total if running and total else 0.0
+    line = await run_in_threadpool(svc.queue.line)
+    running = next((j for j in line if j["status"] == "running"), None)
+    total = running["total_steps"] if running else 0
+    fraction = running["step"] / total if running and total else 0.0
+    interrupted = bool(running) and await run_in_threadpool(svc.queue.cancel_requested, running["id"])
     return {
         "progress": round(fraction, 4),
-        "eta_relative": round(running.eta, 2) if running else 0.0,
-        "state": {"skipped": False, "interrupted": bool(running and running.cancel_requested),
-                  "stopping_generation": False, "job": running.id if running else "",
-                  "job_count": len(active), "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
-                  "job_no": 0, "sampling_step": running.step if running else 0,
+        "eta_relative": round(running["eta"], 2) if running else 0.0,
+        "state": {"skipped": False, "interrupted": interrupted,
+                  "stopping_generation": False, "job": running["id"] if running else "",
+                  "job_count": len(line), "job_timestamp": time.strftime("%Y%m%d%H%M%S"),
+                  "job_no": 0, "sampling_step": running["step"] if running else 0,
                   "sampling_steps": total},
         "current_image": None,
         "textinfo": None,
-        "current_task": running.id if running else None,
+        "current_task": running["id"] if running else None,
     }
 
 

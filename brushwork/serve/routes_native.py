@@ -43,10 +43,12 @@ async def submit_job(params: GenerationParams, request: Request) -> dict:
 
 
 @router.get("/jobs/{job_id}", summary="A job: status, position, progress, ETA, outputs")
-async def get_job(request: Request, job_id: str = JOB_ID) -> dict:
+async def get_job(request: Request, job_id: str = JOB_ID,
+                  full: bool = Query(False, description="prompts and infotexts whole (default: cut at 300 "
+                                                        "characters, with truncated: true)")) -> dict:
     svc = service(request)
     job = await run_in_threadpool(svc.queue.require, job_id)
-    return svc.view(job, image_url(request))
+    return svc.view(job, image_url(request), full=full)
 
 
 @router.delete("/jobs/{job_id}", status_code=202, summary="Cancel a queued or running job")
@@ -84,12 +86,12 @@ async def events(request: Request, job: str | None = Query(None, pattern=r"^[0-9
         checked = time.time()
         while time.monotonic() < deadline and not await request.is_disconnected():
             now = time.time()
-            active = await run_in_threadpool(svc.queue.snapshot)
+            active = await run_in_threadpool(svc.queue.line)
             ended = [] if job else await run_in_threadpool(svc.queue.finished_since, checked - 1.0)
             checked = now
-            line = [{"id": j.id, "status": j.status, "position": j.position, "step": j.step,
-                     "total": j.total_steps, "eta_seconds": round(j.eta or 0, 1)} for j in active]
-            watch = [job] if job else [j.id for j in ended] + [j.id for j in active]
+            line = [{"id": j["id"], "status": j["status"], "position": j["position"], "step": j["step"],
+                     "total": j["total_steps"], "eta_seconds": round(j["eta"], 1)} for j in active]
+            watch = [job] if job else [j.id for j in ended] + [j["id"] for j in active]
             out = []
             if job is None and line != last_queue:
                 out.append(("queue", {"queue_length": len(line), "jobs": line}))
@@ -146,6 +148,16 @@ async def samplers() -> dict:
     from brushwork.engine.samplers import list_samplers, list_schedule_types
 
     return {"samplers": list_samplers(), "schedule_types": list_schedule_types()}
+
+
+@router.get("/limits", summary="What one request may ask for (prompt length, job budget, queue, sizes)")
+async def limits(request: Request) -> dict:
+    from brushwork.engine.params import COUNT_RANGE, MAX_SIDE, STEPS_RANGE
+
+    config = service(request).config
+    return {**config.limits.describe(), "max_queue": config.max_queue, "max_body_bytes": config.max_body,
+            "max_upload_pixels": config.max_upload_pixels, "max_side": MAX_SIDE, "steps": list(STEPS_RANGE),
+            "n": list(COUNT_RANGE)}
 
 
 @router.get("/health", summary="Is the server up, and is its worker alive?")

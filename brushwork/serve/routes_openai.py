@@ -33,7 +33,7 @@ OPENAI_MODELS = re.compile(r"^(dall-e-\d|gpt-image-\S+|gpt-image)$")
 class ImageGenerationRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    prompt: str = Field(..., max_length=32000)
+    prompt: str = Field(..., description="at most the server's prompt_chars (GET /api/v1/limits; 32,000 by default)")
     model: str | None = None
     n: int = Field(1, ge=1, le=10)
     size: str | None = Field(None, description="WxH, or auto for the model's native size; default 1024x1024 "
@@ -75,12 +75,13 @@ async def generations(req: ImageGenerationRequest, request: Request) -> dict:
     for name in ("steps", "cfg_scale", "sampler"):
         if getattr(req, name) is not None:
             values[name] = getattr(req, name)
-    params = await run_in_threadpool(svc.prepare, values)
+    fmt = req.response_format or ("b64_json" if gpt_image else "url")
+    params = await run_in_threadpool(svc.prepare, values,
+                                     inline_field="response_format" if fmt == "b64_json" else None)
     job = await run_in_threadpool(svc.submit, params, source="openai")
     job = await svc.wait(job.id, request)
     if job.status != "done":
         raise JobNotDone(job.status, job.error)
-    fmt = req.response_format or ("b64_json" if gpt_image else "url")
     data = []
     for name in job.outputs:
         if fmt == "b64_json":

@@ -16,6 +16,9 @@ import json
 import os
 import random
 import re
+import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,8 +26,10 @@ from typing import Any
 
 from brushwork.engine.params import SCHEMA_VERSION, SEED_RANGE, GenerationParams
 from brushwork.errors import BrushworkError, InvalidParameter, NotFound
+from brushwork.serve.limits import Limits, native_side
 from brushwork.serve.queue import Job, JobQueue
 
+VIEW_TEXT_CHARS = 300  # job views cut longer strings (prompts, infotexts) unless asked for in full
 ALLOWED_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
 
@@ -37,7 +42,10 @@ class ServeConfig:
         outputs: where finished images are written (default ``<home>/outputs``).
         token: required on every request when set (Bearer, or Basic with any user name).
         max_queue: most jobs allowed to wait; beyond it submissions get 429 + Retry-After.
-        cors: allowed origins; empty means no CORS headers at all.
+        cors: allowed origins; empty means no CORS headers at all. Also the only foreign origins whose
+            POST/PUT/PATCH/DELETE requests are accepted (``auth.Guard``).
+        allow_hosts: ``Host`` names served without a token besides loopback (``--allow-host``):
+            ``NAME`` for any port, ``NAME:PORT`` for one.
         model: the model used when a request names none (A1111's ``sd_model_checkpoint``).
         device, dtype: passed to the worker's ``Studio``.
         threads: torch CPU threads in the worker (``None``: torch's default, one per core).
@@ -45,6 +53,10 @@ class ServeConfig:
         worker: start the worker process (tests of routes that never generate may turn it off).
         max_body: largest request body in bytes (413 beyond).
         max_upload_pixels: largest image accepted for decoding (png-info, later img2img).
+        limits: what one request may ask for (prompt length, job budget, inline bytes, job time; ``limits.py``).
+        max_models: models the worker holds besides the one it preloads (least recently used dropped first).
+        keep_days, max_outputs_gb: retention (``Service.retain``): finished jobs older than this, or the oldest
+            beyond this many GB of their images, are deleted with their images. ``None``: keep everything.
     """
 
     home: Path
@@ -52,6 +64,7 @@ class ServeConfig:
     token: str | None = None
     max_queue: int = 100
     cors: list[str] = field(default_factory=list)
+    allow_hosts: list[str] = field(default_factory=list)
     model: str = "default"
     device: str = "cpu"
     dtype: str = "fp32"
@@ -60,6 +73,10 @@ class ServeConfig:
     worker: bool = True
     max_body: int = 32 * 1024 * 1024
     max_upload_pixels: int = 4096 * 4096
+    limits: Limits = field(default_factory=Limits)
+    max_models: int = 1
+    keep_days: float | None = None
+    max_outputs_gb: float | None = None
 
     def __post_init__(self):
         self.home = Path(self.home)
@@ -83,6 +100,7 @@ class Service:
         self.queue = JobQueue(config.queue_dir)
         self.supervisor = None
         self._lock_file = None
+        self._retention: threading.Event | None = None
 
     # ------------------------------------------------------------ life cycle
 
@@ -93,16 +111,77 @@ class Service:
 
             self.supervisor = Supervisor(self.queue, outputs=self.config.outputs, home=str(self.config.home),
                                          device=self.config.device, dtype=self.config.dtype,
-                                         preload=self.current_model(), threads=self.config.threads)
+                                         preload=self.current_model(), threads=self.config.threads,
+                                         max_models=self.config.max_models,
+                                         job_timeout=self.config.limits.job_timeout)
             self.supervisor.start()
+        self.start_retention()
 
     def stop(self) -> None:
+        if self._retention is not None:
+            self._retention.set()
+            self._retention = None
         if self.supervisor is not None:
             self.supervisor.stop()
             self.supervisor = None
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+    def start_retention(self, every: float = 600.0) -> None:
+        """Apply retention now and then every ``every`` seconds, in a thread, until ``stop``."""
+        if self.config.keep_days is None and self.config.max_outputs_gb is None:
+            return
+        stop = self._retention = threading.Event()
+
+        def loop():
+            while True:
+                try:
+                    self.retain()
+                except Exception as exc:  # retention must never take the server down; it tries again later
+                    print(f"[brushwork] retention failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                if stop.wait(every):
+                    return
+
+        threading.Thread(target=loop, name="brushwork-retention", daemon=True).start()
+
+    def retain(self, now: float | None = None) -> list[str]:
+        """Delete finished jobs (rows and images) older than ``keep_days``, then the oldest while their
+        images exceed ``max_outputs_gb``. Only images that jobs of this server wrote are deleted, never a
+        symlink, never a queued or running job. Returns the deleted jobs' ids."""
+        from brushwork.paths import safe_join
+
+        cfg = self.config
+        now = time.time() if now is None else now
+        jobs = self.queue.finished_oldest_first()
+
+        def files(job):
+            out = []
+            for name in job.outputs:
+                try:
+                    path = safe_join(cfg.outputs, name)
+                except BrushworkError:
+                    continue
+                link = cfg.outputs / name
+                if not link.is_symlink() and path.is_file():
+                    out.append(path)
+            return out
+
+        owned = {job.id: files(job) for job in jobs}
+        total = sum(p.stat().st_size for paths in owned.values() for p in paths)
+        limit = None if cfg.max_outputs_gb is None else cfg.max_outputs_gb * 1e9
+        removed = []
+        for job in jobs:
+            old = cfg.keep_days is not None and (job.finished_at or now) < now - cfg.keep_days * 86400
+            over = limit is not None and total > limit
+            if not (old or over):
+                break
+            for path in owned[job.id]:
+                total -= path.stat().st_size
+                path.unlink(missing_ok=True)
+            removed.append(job.id)
+        self.queue.delete_finished(removed)
+        return removed
 
     def take_lock(self) -> None:
         """One server per home: two workers on one queue would each take jobs the other owns."""
@@ -166,15 +245,19 @@ class Service:
         except BrushworkError as exc:
             raise with_field(exc, f"{field}: {exc}", field) from None
         license_id = res.entry.license if res.entry else normalize_license(read_card(res.path).get("license"))
-        return {"name": res.name, "path": res.path, "license": license_id}
+        return {"name": res.name, "path": res.path, "license": license_id,
+                "kind": getattr(res.entry, "kind", None)}
 
     # ------------------------------------------------------------ submitting
 
-    def prepare(self, values: dict[str, Any], *, rename: dict[str, str] | None = None) -> GenerationParams:
+    def prepare(self, values: dict[str, Any], *, rename: dict[str, str] | None = None,
+                inline_field: str | None = None) -> GenerationParams:
         """Validate request values into complete ``GenerationParams`` (model, seed, sampler filled).
 
         ``rename`` maps engine field names to the names the client used, so that errors name
-        the client's field (``n`` → ``batch_size`` for A1111).
+        the client's field (``n`` → ``batch_size`` for A1111). The server's ``limits`` apply; with
+        ``inline_field`` (the request field that asked for base64 images in the response) so does
+        the inline-bytes limit.
         """
         from brushwork.engine.samplers import resolve_sampler
 
@@ -184,6 +267,10 @@ class Service:
             if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
                 raise InvalidParameter(f"schema_version: this server reads parameters of schema version 1 to "
                                        f"{SCHEMA_VERSION}, not {version!r}", field="schema_version")
+            limits = self.config.limits
+            for name in ("prompt", "negative_prompt"):  # before parsing: a huge prompt is refused cheaply
+                if isinstance(values.get(name), str):
+                    limits.check_prompt(name, values[name])
             params = GenerationParams.build(**{**values, "schema_version": SCHEMA_VERSION})
             sampler, schedule = resolve_sampler(params.sampler, params.scheduler)
             model = self.resolve_model(params.model, field="model")
@@ -197,6 +284,11 @@ class Service:
                 if v is not None and v % factor:
                     raise InvalidParameter(f"{name}: {v} is not a multiple of {factor}, which model "
                                            f"{model['name']} needs", field=name)
+            side = native_side(str(model["path"]), model["kind"])
+            width, height = params.width or side, params.height or side
+            limits.check_job(params.n, params.steps, width, height)
+            if inline_field is not None:
+                limits.check_inline(params.n, width, height, field=inline_field)
             seed = params.seed
             if seed is None:
                 seed = random.randrange(SEED_RANGE[0], SEED_RANGE[1] - params.n)
@@ -239,9 +331,17 @@ class Service:
 
     # ------------------------------------------------------------ describing
 
-    def view(self, job: Job, image_url=None) -> dict:
-        """The native API's description of a job. ``image_url(name)`` makes output URLs."""
+    def view(self, job: Job, image_url=None, *, full: bool = False) -> dict:
+        """The native API's description of a job. ``image_url(name)`` makes output URLs.
+
+        Unless ``full``, strings in ``params`` and ``result`` longer than ``VIEW_TEXT_CHARS`` (long prompts,
+        and the infotexts that repeat them) are cut there and ``truncated`` is true, so that status reads
+        stay small; ``GET /api/v1/jobs/{id}?full=true`` returns them whole.
+        """
         total = job.total_steps or job.steps
+        params, result, cut = job.params, job.result, False
+        if not full:
+            (params, result), cut = _shorten((params, result), VIEW_TEXT_CHARS)
         outputs = [{"name": n, "url": image_url(n) if image_url else f"/api/v1/images/{n}"} for n in job.outputs]
         return {
             "id": job.id,
@@ -255,9 +355,10 @@ class Service:
             "attempts": job.attempts,
             "cancel_requested": job.cancel_requested,
             "error": job.error,
-            "params": job.params,
+            "params": params,
             "outputs": outputs,
-            "result": job.result,
+            "result": result,
+            "truncated": cut,
             "created_at": job.created_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,
@@ -265,11 +366,15 @@ class Service:
 
     def output_path(self, name: str) -> Path:
         """An output file by name, through ``safe_join``; only PNG/JPEG/WebP, never hidden files."""
+        from brushwork.errors import UnsafePath
         from brushwork.paths import safe_join
 
-        if not isinstance(name, str) or any(part.startswith(".") for part in name.replace("\\", "/").split("/")):
+        try:  # first: '..', absolute paths, NUL bytes and links out of the folder are refused as unsafe (400)
+            path = safe_join(self.config.outputs, name)
+        except UnsafePath as exc:
+            raise with_field(exc, f"name: {exc}", "name") from None
+        if any(part.startswith(".") for part in name.replace("\\", "/").split("/")):
             raise NotFound(f"no image {name!r}", field="name")
-        path = safe_join(self.config.outputs, name)
         if path.suffix.lower() not in ALLOWED_IMAGE_TYPES:
             raise NotFound(f"{name!r} is not an image this server serves (PNG, JPEG or WebP only)", field="name")
         if not path.is_file():
@@ -277,10 +382,24 @@ class Service:
         return path
 
     def gallery(self, limit: int = 200) -> list[Path]:
-        files = [p for p in self.config.outputs.iterdir()
-                 if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in ALLOWED_IMAGE_TYPES]
+        files = [p for p in self.config.outputs.iterdir()  # symlinks are never shown, wherever they point
+                 if not p.is_symlink() and p.is_file() and not p.name.startswith(".")
+                 and p.suffix.lower() in ALLOWED_IMAGE_TYPES]
         files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
         return files[:limit]
+
+
+def _shorten(value, limit: int):
+    """``(value with every string longer than limit cut to limit + "…", whether any was cut)``."""
+    if isinstance(value, str):
+        return (value[:limit] + "…", True) if len(value) > limit else (value, False)
+    if isinstance(value, dict):
+        pairs = {k: _shorten(v, limit) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(c for _, c in pairs.values())
+    if isinstance(value, (list, tuple)):
+        items = [_shorten(v, limit) for v in value]
+        return type(value)(v for v, _ in items), any(c for _, c in items)
+    return value, False
 
 
 def with_field(exc: BrushworkError, message: str, field: str) -> BrushworkError:

@@ -13,6 +13,7 @@ import time
 
 from brushwork.engine.params import CFG_RANGE, STEPS_RANGE
 from brushwork.errors import BrushworkError
+from brushwork.paths import hide_paths, server_roots
 from brushwork.serve.service import Service
 
 POLL_SECONDS = 0.3
@@ -75,7 +76,7 @@ def build_ui(service: Service):
         files = service.gallery(limit=GALLERY_LIMIT)
         return [(_pixels(p), p.name) for p in files], [str(p) for p in files]
 
-    with gr.Blocks(title="brushwork", analytics_enabled=False) as ui:
+    with gr.Blocks(title="brushwork", analytics_enabled=False, delete_cache=(600, 3600)) as ui:
         gr.Markdown("## brushwork")
         with gr.Tabs() as tabs:
             with gr.Tab("Generate", id="generate"):
@@ -119,7 +120,8 @@ def build_ui(service: Service):
                 params = service.prepare(values)
                 job = service.submit(params, source="ui")
             except BrushworkError as exc:
-                raise gr.Error(str(exc)) from None
+                raise gr.Error(hide_paths(str(exc), server_roots(service.config.home, service.config.outputs))) \
+                    from None
             finished = False
             try:
                 while True:
@@ -183,8 +185,14 @@ def build_ui(service: Service):
 
 
 def mount_ui(app, service: Service) -> None:
+    """Mount the UI at ``/ui``. Gradio's file cache (the images it shows) goes to ``<home>/serve/ui-cache``,
+    a folder only this user can open (0700), and files older than an hour are deleted every ten minutes."""
     import os
 
+    cache = service.config.queue_dir / "ui-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    cache.chmod(0o700)
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)  # read by Gradio when the Blocks are made, below
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 

@@ -35,11 +35,12 @@ PROGRESS_EVERY = 0.1  # seconds between progress writes (cancel is checked at ev
 
 class Worker:
     def __init__(self, queue: JobQueue, outputs: Path, *, device: str = "cpu", dtype: str = "fp32",
-                 home: str | None = None):
+                 home: str | None = None, max_models: int | None = None, keep: str | None = None):
         from brushwork.engine.api import Studio
 
         self.queue, self.outputs = queue, Path(outputs)
-        self.studio = Studio(device=device, dtype=dtype, home=home, allow_paths=False)
+        self.studio = Studio(device=device, dtype=dtype, home=home, allow_paths=False, max_models=max_models,
+                             keep=keep)
         self.stop = threading.Event()
         self.pid = os.getpid()
         self.wake_fd: int | None = None  # the supervisor writes a byte here when a job is queued
@@ -97,10 +98,12 @@ class Worker:
             return state["cancel"]
 
         started = time.monotonic()
+        if job.outputs:
+            self._remove_partial(job)
         try:
             params = GenerationParams.from_json(json.dumps(job.params))
             gen = self.studio.generate(params, on_step=on_step)
-            paths = self.studio.save(gen, self.outputs)
+            paths = self.studio.save(gen, self.outputs, on_saved=lambda p: self.queue.add_output(job.id, p.name))
         except Cancelled:
             if self.stop.is_set() and not state["cancel"]:
                 self.queue.requeue(job.id)
@@ -109,11 +112,11 @@ class Worker:
                 self.queue.mark_cancelled(job.id, f"cancelled before step {state['step'] + 1} of {params.steps}")
             return
         except BrushworkError as exc:
-            self.queue.fail(job.id, str(exc))
+            self._fail(job, str(exc))
             return
         except Exception as exc:  # a bug: record it on the job, keep serving
             traceback.print_exc()
-            self.queue.fail(job.id, f"internal error: {type(exc).__name__}: {exc}")
+            self._fail(job, f"internal error: {type(exc).__name__}: {exc}")
             return
         done = time.monotonic()
         steps = max(1, params.steps)
@@ -132,6 +135,28 @@ class Worker:
             "seconds": round(done - started, 3),
         }
         self.queue.finish(job.id, [p.name for p in paths], result)
+
+
+    def _fail(self, job: Job, message: str) -> None:
+        """Fail the job with a message clients may read: server paths become file names (logged in full)."""
+        from brushwork.paths import hide_paths, server_roots
+
+        shown = hide_paths(message, server_roots(self.outputs, self.studio.home))
+        if shown != message:
+            log(f"job {job.id} failed: {message}")
+        self.queue.fail(job.id, shown)
+
+    def _remove_partial(self, job: Job) -> None:
+        """Delete the files an earlier attempt wrote before it died; this attempt writes them again."""
+        from brushwork.paths import safe_join
+
+        for name in job.outputs:
+            try:
+                safe_join(self.outputs, name).unlink(missing_ok=True)
+            except Exception as exc:  # a name that is not ours to delete is left alone, and logged
+                log(f"job {job.id}: could not remove partial output {name!r}: {exc}")
+        self.queue.clear_outputs(job.id)
+        log(f"job {job.id}: removed {len(job.outputs)} output(s) of an earlier attempt")
 
 
 def log(message: str) -> None:
@@ -161,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parent-pid", type=int, default=None)
     p.add_argument("--wake-stdin", action="store_true", help="stdin is the supervisor's wake-up pipe")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--max-models", type=int, default=None, help="models held besides --preload (default: all)")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -169,13 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     if args.parent_pid is not None and os.getppid() != args.parent_pid:
         return 0
-    worker = Worker(JobQueue(args.queue), Path(args.outputs), device=args.device, dtype=args.dtype, home=args.home)
+    worker = Worker(JobQueue(args.queue), Path(args.outputs), device=args.device, dtype=args.dtype, home=args.home,
+                    max_models=args.max_models, keep=args.preload)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
     if args.wake_stdin:
         worker.wake_fd = sys.stdin.fileno()
     if args.preload:
-        worker.preload(None if args.preload == "default" else args.preload)
+        worker.preload(args.preload)
     log("ready")
     worker.serve_forever(parent_pid=args.parent_pid)
     return 0
@@ -188,9 +215,11 @@ class Supervisor:
     """Runs one worker process, restarts it when it dies, and recovers its jobs."""
 
     def __init__(self, queue: JobQueue, *, outputs: Path, home: str | None, device: str = "cpu",
-                 dtype: str = "fp32", preload: str | None = None, threads: int | None = None):
+                 dtype: str = "fp32", preload: str | None = None, threads: int | None = None,
+                 max_models: int | None = None, job_timeout: float | None = None):
         self.queue, self.outputs, self.home, self.threads = queue, Path(outputs), home, threads
         self.device, self.dtype, self.preload = device, dtype, preload
+        self.max_models, self.job_timeout = max_models, job_timeout
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
         self.last_exit: str | None = None
@@ -216,6 +245,8 @@ class Supervisor:
             cmd += ["--preload", self.preload]
         if self.threads:
             cmd += ["--threads", str(self.threads)]
+        if self.max_models is not None:
+            cmd += ["--max-models", str(self.max_models)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         with self._lock:
             self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE)
@@ -242,6 +273,7 @@ class Supervisor:
             if code is None:
                 if time.monotonic() - self.started_at > 60:
                     backoff = 1.0
+                self._stop_overdue(proc)
                 continue
             if self._stop.is_set():
                 return
@@ -258,6 +290,19 @@ class Supervisor:
             self.restarts += 1
             print(f"[brushwork] worker {proc.pid} died ({how}); starting a new one", file=sys.stderr, flush=True)
             self._spawn()
+
+    def _stop_overdue(self, proc: subprocess.Popen) -> None:
+        """A job running past ``job_timeout`` fails with the reason (not retried), and its worker is killed."""
+        if self.job_timeout is None:
+            return
+        running = self.queue.running(worker_pid=proc.pid)
+        if running is None or time.time() - running[1] <= self.job_timeout:
+            return
+        self.queue.fail(running[0], f"ran past the job time limit ({self.job_timeout:g} s); the worker was "
+                                    "stopped and the job is not retried")
+        print(f"[brushwork] job {running[0]} ran past {self.job_timeout:g} s: stopping worker {proc.pid}",
+              file=sys.stderr, flush=True)
+        proc.kill()
 
     def status(self) -> dict:
         proc = self.proc

@@ -53,6 +53,23 @@ def test_outputs_never_overwrite(tiny_model, tmp_path, capsys):
     assert a != b and os.path.isfile(a) and os.path.isfile(b)
 
 
+def test_a_name_taken_by_another_process_moves_the_image_to_the_next_number(tiny_model, tmp_path, monkeypatch):
+    """Two processes that pick the same next number: the second one's images go after, nothing is replaced."""
+    from brushwork.engine import api
+    from brushwork.engine.api import Studio
+    from brushwork.engine.params import GenerationParams
+
+    studio = Studio(allow_paths=True)
+    gen = studio.generate(GenerationParams.build(prompt="a star", seed=7, steps=2, n=2, model=str(tiny_model)))
+    (tmp_path / "00003-7.png").write_bytes(b"theirs")  # written after this process counted the folder
+    stale = iter([3])  # the first count is stale: 00003 was free then
+    monkeypatch.setattr(api, "_next_index", lambda out, real=api._next_index: next(stale, None) or real(out))
+    saved = []
+    paths = studio.save(gen, tmp_path, grid=True, on_saved=saved.append)
+    assert [p.name for p in paths] == ["00004-7.png", "00005-8.png", "grid-00004-7.png"] and saved == paths
+    assert (tmp_path / "00003-7.png").read_bytes() == b"theirs"
+
+
 def test_random_seed_is_recorded(tiny_model, tmp_path, capsys):
     assert main(["generate", "a star", "--steps", "2", "--model", str(tiny_model), "--out", str(tmp_path)]) == 0
     path = capsys.readouterr().out.split()[0]

@@ -116,8 +116,17 @@ def test_identical_inputs_identical_bytes(tmp_path):
     a = save_png(_image(), tmp_path / "a.png", infotext(params), params.to_json())
     b = save_png(_image(), tmp_path / "b.png", infotext(params), params.to_json())
     assert a.read_bytes() == b.read_bytes()
-    save_png(_image(), a, infotext(params), params.to_json())  # overwrite in place
-    assert a.read_bytes() == b.read_bytes()
+
+
+def test_save_never_replaces_an_existing_file(tmp_path):
+    """Another process's image under the same name stays as it was; no temporary file is left behind."""
+    params = GenerationParams.build(prompt="square", seed=1)
+    theirs = tmp_path / "00000-1.png"
+    theirs.write_bytes(b"someone else's image")
+    with pytest.raises(FileExistsError):
+        save_png(_image(), theirs, infotext(params), params.to_json())
+    assert theirs.read_bytes() == b"someone else's image"
+    assert [p.name for p in tmp_path.iterdir()] == ["00000-1.png"]
 
 
 def test_plain_png_has_no_info(tmp_path):

@@ -60,6 +60,11 @@ CASES = [
     ("POST", "/api/v1/jobs", {"json": {"model": "/etc/passwd"}}, bad("model")),
     ("POST", "/api/v1/jobs", {"json": {"surprise": 1}}, bad("surprise")),
     ("POST", "/api/v1/jobs", {"json": {"schema_version": 99}}, bad()),
+    # limits (serve/limits.py): prompt length, per-job budget
+    ("POST", "/api/v1/jobs", {"json": {**GOOD_JOB, "prompt": "red " * 8_000}}, OK),  # 32,000 characters
+    ("POST", "/api/v1/jobs", {"json": {"prompt": "x" * 32_001}}, bad("prompt", 422)),
+    ("POST", "/api/v1/jobs", {"json": {"negative_prompt": "x" * 1_000_000}}, bad("negative_prompt", 422)),
+    ("POST", "/api/v1/jobs", {"json": {"n": 64, "steps": 150, "width": 2048, "height": 2048}}, bad("n", 422)),
     ("GET", "/api/v1/jobs/{done}", {}, OK),
     ("GET", "/api/v1/jobs/not-a-job", {}, bad("job_id")),
     ("GET", "/api/v1/jobs/" + "0" * 32, {}, bad("id", 404)),
@@ -85,6 +90,8 @@ CASES = [
     ("GET", "/api/v1/samplers", {}, OK),
     ("DELETE", "/api/v1/samplers", {}, bad(None, 405)),
     ("GET", "/api/v1/health", {}, OK),
+    ("GET", "/api/v1/limits", {}, OK),
+    ("POST", "/api/v1/limits", {}, bad(None, 405)),
     ("POST", "/api/v1/health", {}, bad(None, 405)),
     # ---------------------------------------------------------------- A1111
     ("POST", "/sdapi/v1/txt2img", {"json": GOOD_A1111}, OK),
@@ -109,6 +116,11 @@ CASES = [
      bad("override_settings.sd_model_checkpoint", 404)),
     ("POST", "/sdapi/v1/txt2img", {"json": {"override_settings": "tiny"}}, bad("override_settings")),
     ("POST", "/sdapi/v1/txt2img", {"json": {"prompt": ["a", "b"]}}, bad("prompt")),
+    ("POST", "/sdapi/v1/txt2img", {"json": {"prompt": "x" * 32_001}}, bad("prompt", 422)),
+    ("POST", "/sdapi/v1/txt2img", {"json": {"batch_size": 8, "n_iter": 8, "steps": 150, "width": 2048,
+                                           "height": 2048}}, bad("batch_size", 422)),
+    ("POST", "/sdapi/v1/txt2img", {"json": {"batch_size": 64, "steps": 1, "width": 2048, "height": 2048}},
+     bad("send_images", 422)),  # within the job budget, but 768 MiB of images inline
     ("GET", "/sdapi/v1/progress", {"params": {"skip_current_image": "false"}}, OK),
     ("GET", "/sdapi/v1/progress", {"params": {"skip_current_image": "maybe"}}, bad("skip_current_image")),
     ("POST", "/sdapi/v1/interrupt", {}, OK),
@@ -160,6 +172,9 @@ CASES = [
     ("POST", "/v1/images/generations", {"json": {"prompt": "x", "response_format": "gif"}}, bad("response_format")),
     ("POST", "/v1/images/generations", {"json": {"prompt": "x", "model": "nope"}}, bad("model", 404)),
     ("POST", "/v1/images/generations", {"json": {"prompt": 5}}, bad("prompt")),
+    ("POST", "/v1/images/generations", {"json": {"prompt": "x" * 32_001}}, bad("prompt", 422)),
+    ("POST", "/v1/images/generations", {"json": {"prompt": "x", "n": 10, "size": "2048x2048", "steps": 1,
+                                                 "response_format": "b64_json"}}, bad("response_format", 422)),
     ("GET", "/v1/images/generations", {}, bad(None, 405)),
     # ---------------------------------------------------------------- docs and UI
     ("GET", "/docs", {}, OK),
@@ -261,7 +276,7 @@ def test_backpressure_429_with_retry_after(tmp_path, tiny_model_dir, tools):
 
     home = tools.make_home(tmp_path / "home", tiny_model_dir)
     app = create_app(ServeConfig(home=home, worker=False, ui=False, max_queue=2, model="tiny"))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:  # a loopback Host, as a browser sends
         for _ in range(2):
             assert client.post("/api/v1/jobs", json=GOOD_JOB).status_code == 202
         for path, body in (("/api/v1/jobs", GOOD_JOB), ("/sdapi/v1/txt2img", GOOD_A1111),

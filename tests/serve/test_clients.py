@@ -103,13 +103,13 @@ def test_clients_with_a_token(start_server, served_model):
     import webuiapi
     from openai import OpenAI
 
-    s = start_server(model=served_model.name, token="tok-123")
-    api = webuiapi.WebUIApi(host="127.0.0.1", port=s.port, username="whoever", password="tok-123")
+    s = start_server(model=served_model.name, token="tok-0123456789abcdef")
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=s.port, username="whoever", password="tok-0123456789abcdef")
     result = api.txt2img(prompt="a red circle", seed=3, width=64, height=64, steps=2)
     assert result.info["seed"] == 3 and result.image.size == (64, 64)
     with pytest.raises(RuntimeError, match="401"):
         webuiapi.WebUIApi(host="127.0.0.1", port=s.port).txt2img(prompt="x", steps=2, width=64, height=64)
-    res = OpenAI(base_url=f"{s.url}/v1", api_key="tok-123").images.generate(
+    res = OpenAI(base_url=f"{s.url}/v1", api_key="tok-0123456789abcdef").images.generate(
         prompt="x", size="64x64", response_format="b64_json", extra_body={"steps": 2})
     assert Image.open(io.BytesIO(base64.b64decode(res.data[0].b64_json))).size == (64, 64)
     with pytest.raises(openai.AuthenticationError):

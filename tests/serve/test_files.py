@@ -40,7 +40,7 @@ def client(tmp_path_factory):
     os.symlink(secret, outputs / "link-out.png")
     os.symlink(outputs / "00000-1.png", outputs / "link-in.png")
     app = create_app(ServeConfig(home=root / "home", worker=False, ui=False))
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:  # a loopback Host, as a browser sends
         yield c
 
 
@@ -82,8 +82,116 @@ def test_the_ui_does_not_serve_the_outputs_folder(tmp_path):
     (outputs / "page.html").write_text("<script>alert(1)</script>")
     (outputs / "00000-1.png").write_bytes(_image("PNG"))
     app = create_app(ServeConfig(home=tmp_path / "home", worker=False, ui=True))
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:  # a loopback Host, as a browser sends
         for target in (outputs / "page.html", outputs / "00000-1.png", "/etc/passwd"):
             r = c.get(f"/ui/gradio_api/file={target}")
             assert r.status_code in (403, 404), (target, r.status_code)
             assert b"alert" not in r.content
+
+
+def _raw_get(app, raw_path: bytes) -> tuple[int, dict]:
+    """GET ``raw_path`` exactly as sent on the wire (HTTP clients normalise ``..`` away before sending)."""
+    import asyncio
+    import json
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": raw_path.decode("latin-1"), "raw_path": raw_path, "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 5), "server": ("127.0.0.1", 80)}
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body)
+
+
+@pytest.mark.parametrize("raw", [b"/api/v1/images/../secret.png", b"/api/v1/images/sub/../../secret.png",
+                                 b"/api/v1/images/.."])
+def test_traversal_sent_raw_reaches_safe_join_and_is_refused(client, raw):
+    status, body = _raw_get(client.app, raw)
+    assert status == 400 and body["field"] == "name", body
+    assert "'..' not allowed" in body["detail"], body
+
+
+def test_the_gallery_shows_no_symlinks(client):
+    names = {p.name for p in client.app.state.service.gallery()}
+    assert "00000-1.png" in names
+    assert not names & {"link-out.png", "link-in.png"}, names
+
+
+def test_the_ui_cache_is_private_to_the_user_and_inside_the_home(tmp_path):
+    from brushwork.serve.app import create_app
+    from brushwork.serve.service import ServeConfig
+
+    create_app(ServeConfig(home=tmp_path / "home", worker=False, ui=True))
+    cache = tmp_path / "home" / "serve" / "ui-cache"
+    assert os.environ["GRADIO_TEMP_DIR"] == str(cache)
+    assert cache.stat().st_mode & 0o777 == 0o700
+
+
+def test_errors_name_the_model_never_a_server_path(tmp_path, tiny_model_dir, tools):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from brushwork.models.registry import Registry
+    from brushwork.serve.app import create_app
+    from brushwork.serve.service import ServeConfig
+
+    home = tools.make_home(tmp_path / "home", tiny_model_dir)
+    kept = shutil.copytree(tiny_model_dir, home / "models" / "gone")
+    with Registry(home) as reg:
+        reg.add(kept, name="gone")
+    shutil.rmtree(kept)
+    app = create_app(ServeConfig(home=home, worker=False, ui=False, model="tiny"))
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        for path, body in (("/api/v1/jobs", {"model": "gone"}), ("/v1/images/generations", {"prompt": "x",
+                                                                                          "model": "gone"})):
+            r = c.post(path, json=body)
+            assert 400 <= r.status_code < 500 and "gone" in r.text, r.text
+            assert str(tmp_path) not in r.text and "/models/" not in r.text, r.text
+
+
+def test_retention_deletes_old_and_excess_finished_jobs_only(tmp_path):
+    import time
+
+    from brushwork.serve.service import ServeConfig, Service
+
+    svc = Service(ServeConfig(home=tmp_path / "home", worker=False, ui=False, keep_days=1, max_outputs_gb=3e-6))
+    outputs, queue, now = svc.config.outputs, svc.queue, time.time()
+
+    def finished(name: str, age_days: float, size: int) -> str:
+        job = queue.submit({"prompt": name})
+        queue.claim(worker_pid=1)
+        (outputs / f"{name}.png").write_bytes(b"x" * size)
+        queue.finish(job.id, [f"{name}.png"], {})
+        with queue._write() as db:
+            db.execute("UPDATE jobs SET finished_at = ? WHERE id = ?", (now - age_days * 86400, job.id))
+        return job.id
+
+    old = finished("old", 2, 100)  # past keep_days
+    big = finished("big", 0.5, 2_000)  # with the next one, over 3,000 bytes: the oldest of them goes
+    new = finished("new", 0.1, 2_000)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not the server's")
+    os.symlink(secret, outputs / "link.png")
+    linked = queue.submit({"prompt": "linked"})
+    queue.claim(worker_pid=1)
+    queue.finish(linked.id, ["link.png"], {})
+    with queue._write() as db:
+        db.execute("UPDATE jobs SET finished_at = ? WHERE id = ?", (now - 5 * 86400, linked.id))
+    waiting = queue.submit({"prompt": "still queued"})
+    (outputs / "someone-elses.png").write_bytes(b"y" * 5_000)  # no job wrote it: never touched
+
+    removed = svc.retain(now=now)
+
+    assert set(removed) == {old, big, linked.id}
+    assert sorted(p.name for p in outputs.iterdir()) == ["link.png", "new.png", "someone-elses.png"]
+    assert secret.read_bytes() == b"not the server's"
+    assert queue.get(new).status == "done" and queue.get(waiting.id).status == "queued"
+    assert all(queue.get(i) is None for i in removed)

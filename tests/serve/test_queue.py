@@ -28,9 +28,10 @@ def test_old_schema_is_migrated_and_keeps_its_jobs(tmp_path):
     db.commit()
     db.close()
     q = JobQueue(tmp_path)
-    assert q.schema_version == SCHEMA_VERSION == 2
+    assert q.schema_version == SCHEMA_VERSION == 3
     [job] = q.snapshot()
     assert job.params["prompt"] == "old" and job.status == "queued"
+    assert job.total_steps == 5 and job.position == 1  # migration 3 fills the line's columns
     q.set_setting("x", 1)  # the table from migration 2 exists
 
 
