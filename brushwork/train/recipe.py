@@ -242,7 +242,23 @@ def save_ema_components(start, checkpoint: Path, out: Path) -> Path:
                                    unet=start.unet, scheduler=DDPMScheduler(**start.scheduler_config),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
+    tidy_export(out)
     return out
+
+
+def tidy_export(out: Path) -> None:
+    """Drop what ``save_pretrained`` carries over from where the components were loaded: the local path in each
+    ``config.json`` (``_name_or_path``) and the fixed padding a fast tokenizer was last used with."""
+    for config in Path(out).glob("*/config.json"):
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    fast = Path(out) / "tokenizer" / "tokenizer.json"
+    if fast.is_file():
+        data = json.loads(fast.read_text())
+        if data.get("padding") is not None:
+            data["padding"] = None
+            fast.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def save_ema_pipeline(tokenizer_dir: Path, vae_dir: Path, checkpoint: Path, out: Path, scheduler_config: dict, *,

@@ -120,6 +120,10 @@ def test_recipe_with_init_extends_the_chain(tmp_path, bundled_like):
         b = load_file(tmp_path / "next" / "model" / comp / ("diffusion_pytorch_model.safetensors" if comp == "vae"
                                                             else "model.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a)
+    for config in (tmp_path / "next" / "model").glob("*/config.json"):  # no local path carried over
+        assert "_name_or_path" not in json.loads(config.read_text()), config
+    tokenizer = json.loads((tmp_path / "next" / "model" / "tokenizer" / "tokenizer.json").read_text())
+    assert tokenizer["padding"] is None
     with pytest.raises(Exception, match="holds a run with --init"):
         run_recipe(tmp_path / "next", r, init=None, progress=False, log=lambda m: None)
 
