@@ -66,7 +66,7 @@ def prepare_home(home: Path, model: str) -> tuple[str, str]:
     return model, f"registered model {model!r}"
 
 
-def start_server(home: Path, model: str, threads: int | None = None):
+def start_server(home: Path, model: str, threads: int | None = None, max_queue: int = 1000):
     import socket
     import subprocess
 
@@ -76,7 +76,7 @@ def start_server(home: Path, model: str, threads: int | None = None):
     env = {**os.environ, "BRUSHWORK_HOME": str(home), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     log = open(home / "server.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "brushwork", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--model", model, "--no-ui", "--max-queue", "1000"]
+                             "--model", model, "--no-ui", "--max-queue", str(max_queue)]
                             + (["--threads", str(threads)] if threads else []),
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
