@@ -128,10 +128,13 @@ def test_the_ui_cache_is_private_to_the_user_and_inside_the_home(tmp_path):
     from brushwork.serve.app import create_app
     from brushwork.serve.service import ServeConfig
 
-    create_app(ServeConfig(home=tmp_path / "home", worker=False, ui=True))
+    from brushwork.serve.ui import build_ui
+
+    app = create_app(ServeConfig(home=tmp_path / "home", worker=False, ui=True))
     cache = tmp_path / "home" / "serve" / "ui-cache"
     assert os.environ["GRADIO_TEMP_DIR"] == str(cache)
     assert cache.stat().st_mode & 0o777 == 0o700
+    assert build_ui(app.state.service).delete_cache == (600, 3600)  # Gradio deletes files older than an hour
 
 
 def test_errors_name_the_model_never_a_server_path(tmp_path, tiny_model_dir, tools):
