@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -34,6 +35,28 @@ class EMA:
 
     def copy_to(self, module: torch.nn.Module) -> None:
         module.load_state_dict({k: v.to(module.state_dict()[k].dtype) for k, v in self.shadow.items()})
+
+
+def apply_update(loss, optimizer, parameters, modules: dict, emas: dict, step: int, losses: list[float], bar,
+                 digits: int = 4) -> int:
+    """One update, as every trainer makes it: backward, gradients clipped to norm 1, optimizer step, the EMA
+    of each module, and the loss recorded and shown on ``bar`` (mean of the last 50). Returns the new step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+    step += 1
+    for name, module in modules.items():
+        emas[name].update(module, step)
+    losses.append(loss.detach().item())
+    bar.update(1)
+    bar.set_postfix(loss=f"{np.mean(losses[-50:]):.{digits}f}")
+    return step
+
+
+def out_of_time(start: float, max_minutes: float | None) -> bool:
+    """Has a run started at ``start`` (``time.monotonic()``) used its ``max_minutes``?"""
+    return max_minutes is not None and time.monotonic() - start > max_minutes * 60
 
 
 def save_checkpoint(folder: Path, step: int, modules: dict, emas: dict, optimizer, losses: list[float],

@@ -15,12 +15,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
 
-from brushwork.train.checkpoint import EMA, load_checkpoint, save_checkpoint
+from brushwork.train.checkpoint import EMA, apply_update, load_checkpoint, out_of_time, save_checkpoint
 from brushwork.train.data import batch_indices, load_imagefolder
 from brushwork.train.plot import loss_curve
 from brushwork.train.vae import to_tensor
@@ -88,20 +87,12 @@ def train_clip(data_dir, tokenizer_dir, out_dir, *, steps: int = 1500, batch: in
             g["lr"] = lr_at(step, lr, warmup, steps, 0.1)
         idx = batch_indices(data.weights, seed, step, batch)
         loss = clip(input_ids=ids[idx], pixel_values=to_tensor(images[idx]), return_loss=True).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(clip.parameters(), 1.0)
-        opt.step()
-        step += 1
-        ema.update(clip, step)
-        losses.append(loss.detach().item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-        out_of_time = max_minutes is not None and time.monotonic() - start > max_minutes * 60
-        if step % ckpt_every == 0 or step == steps or out_of_time:
+        step = apply_update(loss, opt, clip.parameters(), {"clip": clip}, {"clip": ema}, step, losses, bar, digits=3)
+        stop = out_of_time(start, max_minutes)
+        if step % ckpt_every == 0 or step == steps or stop:
             save_checkpoint(ckpt, step, {"clip": clip}, {"clip": ema}, opt, losses)
             loss_curve(losses, out_dir / "clip_loss.png", "CLIP loss (InfoNCE)")
-        if out_of_time and step < steps:
+        if stop and step < steps:
             bar.close()
             return {"done": False, "step": step}
     bar.close()

@@ -15,14 +15,13 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from brushwork.train.checkpoint import EMA, load_checkpoint, save_checkpoint
+from brushwork.train.checkpoint import EMA, apply_update, load_checkpoint, out_of_time, save_checkpoint
 from brushwork.train.data import batch_indices, load_imagefolder
 from brushwork.train.plot import loss_curve
 from brushwork.train.vae import encode_all
@@ -180,23 +179,14 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
         snr = snr_all[t]
         weight = loss_weight(snr, snr_gamma, snr_floor, v_pred) if probs is None else torch.ones_like(snr)
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        step += 1
-        for name, m in modules.items():
-            emas[name].update(m, step)
-        losses.append(loss.detach().item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        out_of_time = max_minutes is not None and time.monotonic() - start > max_minutes * 60
-        if step % ckpt_every == 0 or step == steps or out_of_time:
+        step = apply_update(loss, opt, params, modules, emas, step, losses, bar)
+        stop = out_of_time(start, max_minutes)
+        if step % ckpt_every == 0 or step == steps or stop:
             save_checkpoint(ckpt, step, modules, emas, opt, losses, {"step_offset": offset})
             weighting = "" if snr_gamma is None else f", min-SNR-{snr_gamma:g} " + (
                 "sampled" if probs is not None else "weighted") + (f", floor {snr_floor:g}" if snr_floor else "")
             loss_curve(losses, out_dir / "unet_loss.png", f"UNet loss ({'v' if v_pred else 'ε'}-pred{weighting})")
-        if out_of_time and step < steps:
+        if stop and step < steps:
             bar.close()
             return {"done": False, "step": step, "step_offset": offset, "resumed_from": resumed_from, "unet": unet,
                     "text_encoder": te}

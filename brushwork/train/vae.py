@@ -17,7 +17,7 @@ import torch
 from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
-from brushwork.train.checkpoint import EMA, load_checkpoint, save_checkpoint
+from brushwork.train.checkpoint import EMA, apply_update, load_checkpoint, out_of_time, save_checkpoint
 from brushwork.train.data import batch_indices, load_imagefolder
 from brushwork.train.plot import loss_curve
 
@@ -81,20 +81,12 @@ def train_vae(data_dir, out_dir, *, steps: int = 1500, batch: int = 32, crop: in
         rec = vae.decode(z).sample
         err = rec - x
         loss = (pix_w * (err.abs() + 0.1 * err.pow(2))).mean() + kl_weight * post.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        step += 1
-        ema.update(vae, step)
-        losses.append(loss.detach().item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        out_of_time = max_minutes is not None and time.monotonic() - start > max_minutes * 60
-        if step % ckpt_every == 0 or step == steps or out_of_time:
+        step = apply_update(loss, opt, vae.parameters(), {"vae": vae}, {"vae": ema}, step, losses, bar)
+        stop = out_of_time(start, max_minutes)
+        if step % ckpt_every == 0 or step == steps or stop:
             save_checkpoint(ckpt, step, {"vae": vae}, {"vae": ema}, opt, losses)
             loss_curve(losses, out_dir / "vae_loss.png", "VAE loss")
-        if out_of_time and step < steps:
+        if stop and step < steps:
             bar.close()
             return ckpt
     bar.close()
