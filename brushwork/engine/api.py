@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from brushwork import __version__
+from brushwork.engine.images import ImageInputs
 from brushwork.engine.metadata import format_infotext, save_png
 from brushwork.engine.params import GenerationParams
 from brushwork.engine.pipeline import Components, SizePlan, StepCallback, txt2img
@@ -86,18 +87,30 @@ class Studio:
             del self._models[key]
         gc.collect()  # the pipeline's tensors go now, before the next model is loaded
 
-    def generate(self, params: GenerationParams, *, on_step: StepCallback | None = None) -> Generation:
+    def generate(self, params: GenerationParams, *, images: ImageInputs | None = None,
+                 on_step: StepCallback | None = None) -> Generation:
+        """txt2img (with hires fix when ``params.enable_hr``), or, given ``images``, img2img, inpainting
+        (with a mask) or outpainting (``params.outpaint``)."""
+        from brushwork.engine.img2img import img2img, txt2img_hires
+
         sampler, schedule = resolve_sampler(params.sampler, params.scheduler)
         seed = params.seed if params.seed is not None else random.randrange(2**32 - params.n)
-        params = params.replace(seed=seed, sampler=sampler, scheduler=schedule)
+        params = params.replace(seed=seed, sampler=sampler, scheduler=schedule, **_input_hashes(params, images))
         loaded = self.model(params.model, commercial=params.commercial)
         comps = Components.from_pipeline(loaded.pipe, loaded.native_size, loaded.max_size)
-        pixels, plan = txt2img(comps, params, seed=seed, on_step=on_step, device=self.device)
-        images = [Image.fromarray(p) for p in pixels]
         extra = {}
-        if plan.upscaled:
-            images = [im.resize(plan.requested, Image.LANCZOS) for im in images]
-            extra = {"Generated size": f"{plan.generated[0]}x{plan.generated[1]}", "Upscaler": "Lanczos"}
+        if images is not None:
+            res = img2img(comps, params, images, seed=seed, on_step=on_step, device=self.device)
+            pixels, plan, extra = res.pixels, res.plan, res.extra
+        elif params.enable_hr:
+            res = txt2img_hires(comps, params, seed=seed, on_step=on_step, device=self.device)
+            pixels, plan, extra = res.pixels, res.plan, res.extra
+        else:
+            pixels, plan = txt2img(comps, params, seed=seed, on_step=on_step, device=self.device)
+            if plan.upscaled:
+                pixels = [np.asarray(Image.fromarray(p).resize(plan.requested, Image.LANCZOS)) for p in pixels]
+                extra = {"Generated size": f"{plan.generated[0]}x{plan.generated[1]}", "Upscaler": "Lanczos"}
+        images_out = [Image.fromarray(p) for p in pixels]
         seeds = [seed + i for i in range(params.n)]
         w, h = plan.requested
         infotexts = [format_infotext(params, seed=s, width=w, height=h, model_name=loaded.name,
@@ -107,7 +120,7 @@ class Studio:
                          "batch": {"seed": seed, "n": params.n, "index": i},
                          "generated_size": list(plan.generated), "model": loaded.name,
                          "model_hash": loaded.short_hash, "version": __version__} for i, s in enumerate(seeds)]
-        return Generation(params, images, seeds, infotexts, loaded.name, loaded.short_hash, plan, image_params)
+        return Generation(params, images_out, seeds, infotexts, loaded.name, loaded.short_hash, plan, image_params)
 
     def save(self, gen: Generation, out_dir: str | os.PathLike, *, grid: bool = False,
              on_saved=None) -> list[Path]:
@@ -133,6 +146,30 @@ class Studio:
 
 
 BUNDLED = "default"
+
+
+def _input_hashes(params: GenerationParams, images: ImageInputs | None) -> dict:
+    """The sha256 of the init image and mask, checked against those ``params`` recorded (``--from-png``)."""
+    from brushwork.engine.images import pixel_sha256
+
+    if images is None:
+        if params.init_image_sha256 or params.outpaint is not None:
+            raise InvalidParameter("image: these parameters were made from an init image; pass it again",
+                                   field="image")
+        return {}
+    found = {"init_image_sha256": images.init_sha256 or pixel_sha256(images.init),
+             "mask_sha256": None if images.mask is None else images.mask_sha256 or pixel_sha256(images.mask)}
+    remaking = params.init_image_sha256 is not None  # parameters read back from a PNG
+    for key, field in (("init_image_sha256", "image"), ("mask_sha256", "mask")):
+        recorded = getattr(params, key)
+        if remaking and recorded is None and found[key] is not None:
+            raise InvalidParameter(f"{field}: the parameters were made without a {field}; leave it out",
+                                   field=field)
+        if recorded is not None and recorded != found[key]:
+            what = "no mask was given" if found[key] is None else f"its sha256 is {found[key][:12]}…"
+            raise InvalidParameter(f"{field}: the parameters were made with a {field} of sha256 "
+                                   f"{recorded[:12]}…, but {what}", field=field)
+    return found
 
 
 def _model_key(ref: str | None) -> str | None:

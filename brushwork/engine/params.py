@@ -10,18 +10,41 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from brushwork.errors import InvalidParameter
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: image-conditioned fields (img2img, inpainting, outpainting, hires fix)
 MAX_SIDE = 2048  # hard cap on a requested width or height, in pixels
+MAX_INPUT_PIXELS = 4096 * 4096  # hard cap on an init image or mask, in pixels
 
 # Documented ranges (inclusive). The CLI, the API and the UI show these.
 STEPS_RANGE = (1, 150)
 CFG_RANGE = (0.0, 30.0)
 COUNT_RANGE = (1, 64)
 SEED_RANGE = (0, 2**32 - 1)
+HR_SCALE_RANGE = (1.0, 4.0)
+EXTEND_MAX = 1024  # pixels added on one side by outpainting
+
+# A1111's integer codes, and the names the CLI takes
+RESIZE_MODES = ("just resize", "crop and resize", "resize and fill", "latent upscale")
+FILL_MODES = ("fill", "original", "noise", "nothing")
+HIRES_UPSCALERS = ("Latent", "Lanczos", "Nearest")
+
+
+class Extend(BaseModel):
+    """Pixels added to each side of the init image by outpainting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    left: int = Field(default=0, ge=0, le=EXTEND_MAX)
+    right: int = Field(default=0, ge=0, le=EXTEND_MAX)
+    top: int = Field(default=0, ge=0, le=EXTEND_MAX)
+    bottom: int = Field(default=0, ge=0, le=EXTEND_MAX)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.left or self.right or self.top or self.bottom)
 
 
 class GenerationParams(BaseModel):
@@ -41,6 +64,24 @@ class GenerationParams(BaseModel):
         n: number of images, 1–64.
         model: registry name or path; ``None`` means the bundled default model.
         commercial: refuse models whose licence does not permit commercial use.
+
+    Image-conditioned generation (the images themselves travel beside this object, as
+    ``engine.images.ImageInputs``; only their sha256 is recorded here):
+        denoising_strength: 0–1, how much of the init image is re-drawn (img2img and inpainting:
+            ``steps × strength`` steps run), and the second pass of hires fix. Default 0.75.
+        resize_mode: how the init image is fitted to width × height: 0 just resize, 1 crop and
+            resize, 2 resize and fill, 3 latent upscale (A1111's codes). Default 0.
+        mask_blur: Gaussian blur radius of the mask in pixels. Default 4.
+        inpainting_fill: what the masked area starts from: 0 fill (surrounding colours),
+            1 original, 2 latent noise, 3 latent nothing (zeros). Default 1.
+        inpaint_full_res: inpaint only the masked region, cropped with
+            ``inpaint_full_res_padding`` pixels around it, at the full size, then pasted back.
+        inpainting_mask_invert: repaint the black part of the mask instead of the white.
+        outpaint: pixels to add on each side; the new area is filled and inpainted.
+        enable_hr, hr_scale, hr_upscaler, hr_second_pass_steps: hires fix: generate, upscale by
+            ``hr_scale`` (``Latent``, ``Lanczos`` or ``Nearest``), then an img2img pass of
+            ``hr_second_pass_steps`` (0: ``steps``) at ``denoising_strength``.
+        init_image_sha256, mask_sha256: the inputs' hashes, set by the engine.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -58,6 +99,28 @@ class GenerationParams(BaseModel):
     n: int = Field(default=1, ge=COUNT_RANGE[0], le=COUNT_RANGE[1])
     model: str | None = None
     commercial: bool = False
+    denoising_strength: float = Field(default=0.75, ge=0.0, le=1.0)
+    resize_mode: int = Field(default=0, ge=0, le=len(RESIZE_MODES) - 1)
+    mask_blur: int = Field(default=4, ge=0, le=64)
+    inpainting_fill: int = Field(default=1, ge=0, le=len(FILL_MODES) - 1)
+    inpaint_full_res: bool = False
+    inpaint_full_res_padding: int = Field(default=32, ge=0, le=1024)
+    inpainting_mask_invert: bool = False
+    outpaint: Extend | None = None
+    enable_hr: bool = False
+    hr_scale: float = Field(default=2.0, ge=HR_SCALE_RANGE[0], le=HR_SCALE_RANGE[1])
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = Field(default=0, ge=0, le=STEPS_RANGE[1])
+    init_image_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    mask_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("hr_upscaler")
+    @classmethod
+    def _known_upscaler(cls, value: str) -> str:
+        for name in HIRES_UPSCALERS:
+            if value.lower() == name.lower():
+                return name
+        raise ValueError(f"unknown hires upscaler {value!r}; known: {', '.join(HIRES_UPSCALERS)}")
 
     @classmethod
     def build(cls, **values: Any) -> "GenerationParams":

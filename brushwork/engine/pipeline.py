@@ -53,6 +53,15 @@ class Components:
     def latent_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.config.latent_channels
+
+    @property
+    def inpainting(self) -> bool:
+        """An inpainting UNet: its input is the latents plus a mask and the masked image's latents."""
+        return self.unet.config.in_channels == 2 * self.latent_channels + 1
+
 
 @dataclass
 class SizePlan:
@@ -82,56 +91,127 @@ def plan_size(c: Components, width: int | None, height: int | None) -> SizePlan:
     return SizePlan((w, h), (gw, gh))
 
 
-@torch.inference_mode()
-def txt2img(c: Components, params: GenerationParams, *, seed: int, on_step: StepCallback | None = None,
-            device: str | torch.device = "cpu") -> tuple[list[np.ndarray], SizePlan]:
-    """Generate ``params.n`` images (uint8 HxWx3) for ``params`` with image *i* seeded ``seed + i``."""
-    plan = plan_size(c, params.width, params.height)
-    gw, gh = plan.generated
-    sampler, schedule = resolve_sampler(params.sampler, params.scheduler)
-    n, f = params.n, c.latent_factor
-    dtype = c.unet.dtype
+@dataclass
+class Keep:
+    """Latent blending for inpainting with a text-to-image UNet: where ``mask`` is 0 the latents are
+    reset after every step to ``original`` noised to the next step's level, and at the end to ``original``."""
 
-    # 1. conditioning: weighted, chunked prompt and negative prompt
+    mask: torch.Tensor  # (n, 1, h, w) in [0, 1] at latent size; 1 = repaint
+    original: torch.Tensor  # clean latents of the init image, (n, C, h, w)
+
+
+@dataclass
+class Start:
+    """Where the denoising loop starts from: pure noise (txt2img) or an image's latents (img2img)."""
+
+    latents: torch.Tensor | None = None  # clean latents; None: start from noise at the full schedule
+    strength: float = 1.0  # the share of the schedule that runs; 0 returns ``latents`` unchanged
+
+
+def encode_prompts(c: Components, params: GenerationParams, n: int, device) -> tuple[torch.Tensor, bool]:
+    """The UNet's ``encoder_hidden_states`` for ``n`` images: [uncond × n, cond × n] under CFG, else [cond × n]."""
     cond, uncond = encode_pair(c.tokenizer, c.text_encoder, params.prompt, params.negative_prompt,
-                               device=device, dtype=dtype)
+                               device=device, dtype=c.unet.dtype)
     guided = params.cfg_scale != 1.0
     context = torch.cat([uncond.expand(n, -1, -1), cond.expand(n, -1, -1)]) if guided else cond.expand(n, -1, -1)
+    return context, guided
 
-    # 2. initial noise, one CPU generator per image
-    seeds = [seed + i for i in range(n)]
+
+def denoise(c: Components, params: GenerationParams, *, seeds: list[int], size: tuple[int, int],
+            start: Start | None = None, keep: Keep | None = None, image_cond: torch.Tensor | None = None,
+            steps: int | None = None, on_step: StepCallback | None = None,
+            device: str | torch.device = "cpu") -> torch.Tensor:
+    """Run the sampler and return clean latents (n, C, h, w) for images of ``size`` (w, h) pixels.
+
+    ``start`` gives init latents and a strength (img2img: only the last ``steps × strength`` steps run,
+    from the init latents noised to the first of them); ``keep`` blends the unmasked area back after
+    each step; ``image_cond`` is the extra input of an inpainting UNet (mask and masked-image latents).
+    """
+    sampler, schedule = resolve_sampler(params.sampler, params.scheduler)
+    steps = steps or params.steps
+    n, f, dtype = len(seeds), c.latent_factor, c.unet.dtype
+    w, h = size
+
+    # 1. conditioning: weighted, chunked prompt and negative prompt
+    context, guided = encode_prompts(c, params, n, device)
+
+    # 2. noise, one CPU generator per image
     gens = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-    shape = (1, c.unet.config.in_channels, gh // f, gw // f)
-    latents = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens]).to(device, dtype)
+    shape = (1, c.latent_channels, h // f, w // f)
+    noise = torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens]).to(device, dtype)
 
     # 3. the sampler: a diffusers scheduler built from the model's own config
     scheduler = make_scheduler(sampler, schedule, c.scheduler_config)
-    set_steps(scheduler, params.steps, sampler=sampler, device=device,
+    set_steps(scheduler, steps, sampler=sampler, device=device,
               schedule=effective_schedule(sampler, schedule, c.scheduler_config))
     step_kwargs = seed_scheduler_noise(scheduler, seeds, generators=gens)
-    latents = latents * scheduler.init_noise_sigma
+    timesteps = scheduler.timesteps
+    if start is None or start.latents is None:
+        latents = noise * scheduler.init_noise_sigma
+    else:  # img2img: skip the first (1 - strength) of the schedule, as diffusers and A1111 do
+        order = getattr(scheduler, "order", 1)
+        skip = steps - min(int(steps * start.strength), steps)
+        timesteps = timesteps[skip * order:]
+        if len(timesteps) == 0:
+            return start.latents
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(skip * order)
+        latents = scheduler.add_noise(start.latents, noise, timesteps[:1])
 
     # 4. the denoising loop with classifier-free guidance
-    timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):
         if on_step is not None and on_step(i, len(timesteps), latents):
             raise Cancelled(f"cancelled before step {i + 1} of {len(timesteps)}")
         x = torch.cat([latents] * 2) if guided else latents
         x = scheduler.scale_model_input(x, t)
+        if image_cond is not None:
+            x = torch.cat([x, torch.cat([image_cond] * 2) if guided else image_cond], dim=1)
         pred = c.unet(x, t, encoder_hidden_states=context).sample
         if guided:
             pred_uncond, pred_cond = pred.chunk(2)
             pred = pred_uncond + params.cfg_scale * (pred_cond - pred_uncond)
         latents = scheduler.step(pred, t, latents, **step_kwargs).prev_sample
+        if keep is not None:
+            if i + 1 < len(timesteps):
+                known = scheduler.add_noise(keep.original, noise, timesteps[i + 1:i + 2])
+            else:
+                known = keep.original
+            latents = keep.mask * latents + (1 - keep.mask) * known
     if on_step is not None:
         on_step(len(timesteps), len(timesteps), latents)
+    return latents
 
-    # 5. decode and check
+
+def decode(c: Components, latents: torch.Tensor) -> list[np.ndarray]:
+    """Latents → checked uint8 HxWx3 images (NaN and all-zero decodes refused)."""
     decoded = c.vae.decode(latents / c.vae.config.scaling_factor).sample.float()
     if torch.isnan(decoded).any():
         raise OutputCheckFailed("the decoded image contains NaN values (try fp32 or a different VAE)")
-    pixels = ((decoded / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
     for i, d in enumerate(decoded):
         if bool((d == 0).all()):
             raise OutputCheckFailed(f"image {i} decoded to all zeros (the classic fp16 VAE failure); try fp32")
-    return list(pixels), plan
+    pixels = ((decoded / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    return list(pixels)
+
+
+def encode(c: Components, pixels: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 (n, H, W, 3) images → scaled latents (the posterior's mean: deterministic)."""
+    x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    x = x.to(device, c.vae.dtype)
+    return c.vae.encode(x).latent_dist.mean * c.vae.config.scaling_factor
+
+
+@torch.inference_mode()
+def txt2img(c: Components, params: GenerationParams, *, seed: int, on_step: StepCallback | None = None,
+            device: str | torch.device = "cpu") -> tuple[list[np.ndarray], SizePlan]:
+    """Generate ``params.n`` images (uint8 HxWx3) for ``params`` with image *i* seeded ``seed + i``."""
+    plan = plan_size(c, params.width, params.height)
+    seeds = [seed + i for i in range(params.n)]
+    image_cond = None
+    if c.inpainting:  # an inpainting UNet asked for a whole image: everything masked, a grey masked image
+        gw, gh = plan.generated
+        grey = encode(c, np.full((1, gh, gw, 3), 127, np.uint8), device)
+        image_cond = torch.cat([torch.ones_like(grey[:, :1]), grey], dim=1).expand(len(seeds), -1, -1, -1)
+    latents = denoise(c, params, seeds=seeds, size=plan.generated, image_cond=image_cond, on_step=on_step,
+                      device=device)
+    return decode(c, latents), plan

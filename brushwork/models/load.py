@@ -147,8 +147,10 @@ def _load_single_file(s: Sniffed, *, dtype, allow_pickle, config, override_vae, 
     if kind not in CHECKPOINT_KINDS:
         what = {"textual-inversion": "a textual-inversion embedding"}.get(kind, f"a {kind}")
         raise ModelFileError(f"{name} is {what}, not a full SD1/SD2/SDXL checkpoint; it cannot be loaded as a model")
-    if arch.get("variant", "base") != "base":
-        raise ModelFileError(f"{name} is an {kind} {arch['variant']} checkpoint; only base text-to-image models load")
+    variant = arch.get("variant", "base")
+    if variant not in ("base", "inpainting"):
+        raise ModelFileError(f"{name} is an {kind} {variant} checkpoint; only text-to-image and inpainting "
+                             "models load")
     comps = arch.get("components", [])
     if "text_encoder" not in comps:
         raise ModelFileError(f"{name}: this {kind} checkpoint has no text encoder weights; it cannot be loaded alone")
@@ -158,17 +160,20 @@ def _load_single_file(s: Sniffed, *, dtype, allow_pickle, config, override_vae, 
     if not (cfg / "unet" / "config.json").is_file():
         raise ModelFileError(f"{cfg}: not a component config folder (no unet/config.json)")
     return assemble_from_ldm(tensors, kind, cfg, dtype=dtype, extras=extras, card=card, has_vae="vae" in comps,
-                             what=name)
+                             what=name, inpainting=variant == "inpainting")
 
 
 def assemble_from_ldm(tensors: dict, kind: str, cfg: Path, *, dtype, extras=None, card=None, has_vae=True,
-                      what="checkpoint") -> tuple[Any, str, str]:
-    """Build a pipeline from an original-layout state dict and a component config folder."""
+                      what="checkpoint", inpainting: bool = False) -> tuple[Any, str, str]:
+    """Build a pipeline from an original-layout state dict and a component config folder (an inpainting
+    checkpoint's UNet takes the mask and the masked image's latents as extra input channels)."""
     from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     unet_cfg = read_json(cfg / "unet" / "config.json")
     vae_cfg = read_json(cfg / "vae" / "config.json")
+    if inpainting:
+        unet_cfg = {**unet_cfg, "in_channels": 2 * vae_cfg.get("latent_channels", 4) + 1}
     unet = build_module(lambda: UNet2DConditionModel.from_config(unet_cfg), lambda m: ldm.unet_from_ldm(tensors, unet_cfg),
                         dtype, f"{what}: UNet")
     vae = None
