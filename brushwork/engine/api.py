@@ -91,11 +91,14 @@ class Studio:
                  on_step: StepCallback | None = None) -> Generation:
         """txt2img (with hires fix when ``params.enable_hr``), or, given ``images``, img2img, inpainting
         (with a mask) or outpainting (``params.outpaint``)."""
+        from brushwork.engine.images import check_inputs
         from brushwork.engine.img2img import img2img, txt2img_hires
 
         sampler, schedule = resolve_sampler(params.sampler, params.scheduler)
         seed = params.seed if params.seed is not None else random.randrange(2**32 - params.n)
         params = params.replace(seed=seed, sampler=sampler, scheduler=schedule, **_input_hashes(params, images))
+        if images is not None:
+            check_inputs(params, images)  # before a model is loaded
         loaded = self.model(params.model, commercial=params.commercial)
         comps = Components.from_pipeline(loaded.pipe, loaded.native_size, loaded.max_size)
         extra = {}

@@ -187,6 +187,21 @@ def check_mask_size(image: Image.Image, mask: Image.Image) -> None:
                                f"{image.size[0]}x{image.size[1]}", field="mask")
 
 
+def check_inputs(params, inputs: ImageInputs) -> None:
+    """Refuse inputs that cannot work, before any model is loaded: a mask beside outpainting (which makes
+    its own), a mask of another size than the image, and a mask with nothing to repaint."""
+    mask = inputs.mask
+    if mask is None:
+        return
+    if params.outpaint is not None and params.outpaint.any:
+        raise InvalidParameter("mask: outpainting makes its own mask (the new area); send none", field="mask")
+    check_mask_size(inputs.init, mask)
+    lo, hi = mask_to_l(mask).getextrema()
+    if (hi == 0 and not params.inpainting_mask_invert) or (lo == 255 and params.inpainting_mask_invert):
+        raise InvalidParameter("mask: it is empty (nothing to repaint)" +
+                               (" after inverting" if params.inpainting_mask_invert else ""), field="mask")
+
+
 def fill_masked(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``inpainting_fill`` 0: replace the masked area by colours spread in from its surroundings (OpenCV's
     Telea inpainting), so the sampler starts from the neighbourhood's colours, not the old content."""

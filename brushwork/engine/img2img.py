@@ -41,13 +41,10 @@ def _default_size(c: Components, image: Image.Image) -> tuple[int, int]:
 def img2img(c: Components, params: GenerationParams, inputs: im.ImageInputs, *, seed: int,
             on_step: StepCallback | None = None, device: str | torch.device = "cpu") -> Result:
     """img2img (no mask), inpainting (mask) or outpainting (``params.outpaint``) of one init image."""
+    im.check_inputs(params, inputs)
     init, mask = inputs.init, inputs.mask
     if params.outpaint is not None and params.outpaint.any:
-        if mask is not None:
-            raise InvalidParameter("mask: outpainting makes its own mask (the new area); send none", field="mask")
         init, mask = im.outpaint_canvas(init, params.outpaint)
-    elif mask is not None:
-        im.check_mask_size(init, mask)
     width, height = params.width, params.height
     if width is None or height is None:
         dw, dh = _default_size(c, init)

@@ -3,8 +3,9 @@
 Field names, defaults and the response shape follow A1111 1.10 (``modules/api/models.py``):
 ``seed`` -1 is random, ``sampler_name`` falls back to ``sampler_index`` ("Euler"), 50 steps,
 512×512 (generated at the model's largest size and upscaled by the engine's size policy), and
-fields brushwork does not implement (hires fix, scripts, face restoration…) are accepted and
-ignored, as A1111 ignores what it does not know. ``n_iter`` × ``batch_size`` images come back in
+fields brushwork does not implement (scripts, face restoration…) are accepted and ignored, as A1111
+ignores what it does not know. txt2img honours hires fix (``enable_hr``, ``hr_*``); img2img takes one
+base64 init image and an optional mask, which are stored in the home and named in the job by hash. ``n_iter`` × ``batch_size`` images come back in
 ``images`` (no grid), each PNG carrying its infotext.
 """
 
@@ -22,20 +23,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from brushwork import __version__
-from brushwork.engine.params import SEED_RANGE
+from brushwork.engine.params import HIRES_UPSCALERS, SEED_RANGE, GenerationParams
 from brushwork.errors import BrushworkError, InvalidParameter
-from brushwork.serve.service import Service
+from brushwork.serve.service import Service, with_field
 
 router = APIRouter(prefix="/sdapi/v1", tags=["A1111-compatible"])
 
 # engine field → the A1111 field a client sent it in (for error messages)
 RENAME = {"n": "batch_size", "sampler": "sampler_name", "model": "override_settings.sd_model_checkpoint",
-          "cfg_scale": "cfg_scale", "negative_prompt": "negative_prompt"}
+          "cfg_scale": "cfg_scale", "negative_prompt": "negative_prompt", "init_image_sha256": "init_images",
+          "mask_sha256": "mask"}
 
 
-class Txt2ImgRequest(BaseModel):
-    """A1111's ``StableDiffusionTxt2ImgProcessingAPI``; the fields brushwork uses are typed, the
-    rest are accepted and ignored."""
+class _Request(BaseModel):
+    """The fields A1111's txt2img and img2img requests share; those brushwork does not use are accepted and
+    ignored."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -57,6 +59,33 @@ class Txt2ImgRequest(BaseModel):
     save_images: bool = False
 
 
+class Txt2ImgRequest(_Request):
+    """A1111's ``StableDiffusionTxt2ImgProcessingAPI``, with hires fix (``enable_hr``, ``hr_*``)."""
+
+    denoising_strength: float | None = Field(None, description="hires fix's second pass (default 0.7)")
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_upscaler: str | None = Field(None, description="Latent (default), Lanczos or Nearest")
+    hr_second_pass_steps: int = 0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+
+
+class Img2ImgRequest(_Request):
+    """A1111's ``StableDiffusionImg2ImgProcessingAPI``: img2img, and inpainting with ``mask``."""
+
+    init_images: list[str] = Field(..., description="one base64 image (a data: URL prefix is accepted)")
+    resize_mode: int = Field(0, description="0 just resize, 1 crop and resize, 2 resize and fill, 3 latent upscale")
+    denoising_strength: float = 0.75
+    mask: str | None = Field(None, description="base64 mask, white = repaint, the init image's size")
+    mask_blur: int = 4
+    inpainting_fill: int = Field(1, description="0 fill, 1 original, 2 latent noise, 3 latent nothing")
+    inpaint_full_res: bool = False
+    inpaint_full_res_padding: int = 32
+    inpainting_mask_invert: int = Field(0, ge=0, le=1)
+    include_init_images: bool = False
+
+
 class PngInfoRequest(BaseModel):
     image: str = Field(..., description="base64 PNG (a data: URL prefix is accepted)")
 
@@ -65,7 +94,7 @@ def service(request: Request) -> Service:
     return request.app.state.service
 
 
-def to_params(req: Txt2ImgRequest) -> dict:
+def to_params(req: _Request) -> dict:
     for name in ("batch_size", "n_iter"):
         if getattr(req, name) < 1:
             raise InvalidParameter(f"{name}: must be at least 1 (got {getattr(req, name)})", field=name)
@@ -82,18 +111,38 @@ def to_params(req: Txt2ImgRequest) -> dict:
         if model is not None and not isinstance(model, str):
             raise InvalidParameter("override_settings.sd_model_checkpoint: must be a string",
                                    field="override_settings.sd_model_checkpoint")
-    return {
+    values = {
         "prompt": req.prompt, "negative_prompt": req.negative_prompt,
         "width": req.width, "height": req.height, "steps": req.steps, "cfg_scale": req.cfg_scale,
         "sampler": req.sampler_name or req.sampler_index or "Euler", "scheduler": req.scheduler or "Automatic",
         "seed": None if req.seed == -1 else req.seed, "n": n, "model": model or None,
     }
+    if isinstance(req, Txt2ImgRequest) and req.enable_hr:
+        for name in ("hr_resize_x", "hr_resize_y"):
+            if getattr(req, name):
+                raise InvalidParameter(f"{name}: a hires target size is not supported; use hr_scale", field=name)
+        values.update(enable_hr=True, hr_scale=req.hr_scale, hr_upscaler=req.hr_upscaler or "Latent",
+                      hr_second_pass_steps=req.hr_second_pass_steps,
+                      denoising_strength=0.7 if req.denoising_strength is None else req.denoising_strength)
+    if isinstance(req, Img2ImgRequest):
+        values.update(denoising_strength=req.denoising_strength, resize_mode=req.resize_mode,
+                      mask_blur=req.mask_blur, inpainting_fill=req.inpainting_fill,
+                      inpaint_full_res=req.inpaint_full_res, inpaint_full_res_padding=req.inpaint_full_res_padding,
+                      inpainting_mask_invert=bool(req.inpainting_mask_invert))
+    return values
 
 
-@router.post("/txt2img", summary="A1111 txt2img (waits for the job in the shared queue)")
-async def txt2img(req: Txt2ImgRequest, request: Request) -> dict:
+def decode_b64(data: str, field: str) -> bytes:
+    text = data.split(",", 1)[1] if data.startswith("data:") else data
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidParameter(f"{field}: not valid base64", field=field) from None
+
+
+async def _run(req: _Request, request: Request, values: dict) -> dict:
     svc = service(request)
-    params = await run_in_threadpool(svc.prepare, to_params(req), rename=RENAME,
+    params = await run_in_threadpool(svc.prepare, values, rename=RENAME,
                                      inline_field="send_images" if req.send_images else None)
     job = await run_in_threadpool(svc.submit, params, source="a1111")
     job = await svc.wait(job.id, request)
@@ -107,6 +156,7 @@ async def txt2img(req: Txt2ImgRequest, request: Request) -> dict:
     r = job.result or {}
     p = r.get("params", job.params)
     n = len(r.get("seeds", []))
+    image_based = p.get("init_image_sha256") is not None or p.get("enable_hr")
     info = {
         "prompt": p["prompt"], "all_prompts": [p["prompt"]] * n,
         "negative_prompt": p["negative_prompt"], "all_negative_prompts": [p["negative_prompt"]] * n,
@@ -117,14 +167,56 @@ async def txt2img(req: Txt2ImgRequest, request: Request) -> dict:
         "batch_size": req.batch_size, "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": r.get("model_name"), "sd_model_hash": r.get("model_hash"),
         "sd_vae_name": None, "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
-        "denoising_strength": None,
+        "denoising_strength": p.get("denoising_strength") if image_based else None,
         "extra_generation_params": {"Schedule type": p["scheduler"],
                                     "Generated size": "x".join(map(str, r.get("generated_size", [])))},
         "index_of_first_image": 0, "infotexts": r.get("infotexts", []), "styles": req.styles or [],
         "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(job.started_at or job.created_at)),
         "clip_skip": 1, "is_using_inpainting_conditioning": False, "version": f"brushwork {__version__}",
     }
-    return {"images": images, "parameters": req.model_dump(), "info": json.dumps(info)}
+    if p.get("enable_hr"):
+        info["extra_generation_params"].update({"Hires upscale": p["hr_scale"], "Hires upscaler": p["hr_upscaler"],
+                                                "Hires steps": p["hr_second_pass_steps"] or None})
+    echo = req.model_dump()
+    if isinstance(req, Img2ImgRequest) and not req.include_init_images:
+        echo.update(init_images=None, mask=None)  # as A1111 does
+    return {"images": images, "parameters": echo, "info": json.dumps(info)}
+
+
+@router.post("/txt2img", summary="A1111 txt2img, with hires fix (waits for the job in the shared queue)")
+async def txt2img(req: Txt2ImgRequest, request: Request) -> dict:
+    return await _run(req, request, to_params(req))
+
+
+@router.post("/img2img", summary="A1111 img2img and inpainting (waits for the job in the shared queue)")
+async def img2img(req: Img2ImgRequest, request: Request) -> dict:
+    svc = service(request)
+    values = to_params(req)
+    GenerationParams.build(**values)  # parameter errors first: nothing is stored for a request that is refused
+    if len(req.init_images) != 1:
+        raise InvalidParameter(f"init_images: one init image per request (got {len(req.init_images)})",
+                               field="init_images")
+    init = decode_b64(req.init_images[0], "init_images")
+    mask = None if req.mask is None else decode_b64(req.mask, "mask")
+    values["init_image_sha256"], values["mask_sha256"] = await run_in_threadpool(store_inputs, svc, init, mask)
+    return await _run(req, request, values)
+
+
+def store_inputs(svc: Service, init: bytes, mask: bytes | None, *, init_field: str = "init_images",
+                 mask_field: str = "mask") -> tuple[str, str | None]:
+    """Decode and check both images (size match included) before storing either."""
+    from brushwork.engine.images import check_mask_size, read_image
+
+    image = read_image(init, field=init_field)[0]
+    mask_image = None if mask is None else read_image(mask, field=mask_field)[0]
+    if mask_image is not None:
+        try:
+            check_mask_size(image, mask_image)
+        except InvalidParameter as exc:
+            raise with_field(exc, str(exc).replace("mask:", f"{mask_field}:", 1), mask_field) from None
+    init_hash = svc.inputs.put(image, field=init_field)[1]
+    mask_hash = None if mask_image is None else svc.inputs.put(mask_image, field=mask_field)[1]
+    return init_hash, mask_hash
 
 
 class JobNotDone(BrushworkError):
@@ -223,15 +315,15 @@ async def schedulers() -> list[dict]:
     return [{**s, "default_rho": -1, "need_inner_model": False} for s in list_schedule_types()]
 
 
-@router.get("/upscalers", summary="Upscalers (only the size policy's Lanczos)")
+@router.get("/upscalers", summary="Pixel upscalers for hires fix (hr_upscaler)")
 async def upscalers() -> list[dict]:
-    return [{"name": "None", "model_name": None, "model_path": None, "model_url": None, "scale": 1},
-            {"name": "Lanczos", "model_name": None, "model_path": None, "model_url": None, "scale": 4}]
+    return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+            for name in HIRES_UPSCALERS if name != "Latent"]
 
 
-@router.get("/latent-upscale-modes", summary="None: hires fix is not implemented")
+@router.get("/latent-upscale-modes", summary="Latent upscalers for hires fix (hr_upscaler)")
 async def latent_upscale_modes() -> list[dict]:
-    return []
+    return [{"name": "Latent"}]
 
 
 @router.get("/sd-vae", summary="Separate VAEs (none yet)")

@@ -1,4 +1,8 @@
-"""brushwork's own API under ``/api/v1``: jobs, events, images, models, samplers, health."""
+"""brushwork's own API under ``/api/v1``: jobs, inputs, events, images, models, samplers, health.
+
+img2img, inpainting and outpainting: upload the init image and the mask with ``POST /api/v1/inputs``
+(the raw image bytes as the body), then queue a job whose ``init_image_sha256`` / ``mask_sha256`` name them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from brushwork.engine.params import GenerationParams
-from brushwork.errors import NotFound
+from brushwork.errors import InvalidParameter, NotFound
 from brushwork.serve.service import Service, sniff_image
 
 router = APIRouter(prefix="/api/v1", tags=["brushwork"])
@@ -40,6 +44,18 @@ async def submit_job(params: GenerationParams, request: Request) -> dict:
     job = await run_in_threadpool(svc.submit, prepared, source="api")
     job = await run_in_threadpool(svc.queue.require, job.id)
     return svc.view(job, image_url(request))
+
+
+@router.post("/inputs", status_code=201, summary="Upload an init image or mask (the image file as the body)")
+async def upload_input(request: Request) -> dict:
+    """Stores the image in the server's home, named by the sha256 of its pixels, and returns that name
+    for a job's ``init_image_sha256`` or ``mask_sha256``. PNG, JPEG or WebP, within the pixel cap."""
+    svc = service(request)
+    data = await request.body()
+    if sniff_image(data[:16]) is None:
+        raise InvalidParameter("image: the body is not a PNG, JPEG or WebP file", field="image")
+    image, digest = await run_in_threadpool(svc.inputs.put, data)
+    return {"sha256": digest, "width": image.width, "height": image.height, "mode": image.mode}
 
 
 @router.get("/jobs/{job_id}", summary="A job: status, position, progress, ETA, outputs")

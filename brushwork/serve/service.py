@@ -26,6 +26,7 @@ from typing import Any
 
 from brushwork.engine.params import SCHEMA_VERSION, SEED_RANGE, GenerationParams
 from brushwork.errors import BrushworkError, InvalidParameter, NotFound
+from brushwork.serve.inputs import InputStore
 from brushwork.serve.limits import Limits, native_side
 from brushwork.serve.queue import Job, JobQueue
 
@@ -98,6 +99,7 @@ class Service:
         self.config = config
         config.outputs.mkdir(parents=True, exist_ok=True)
         self.queue = JobQueue(config.queue_dir)
+        self.inputs = InputStore(config.queue_dir / "inputs")
         self.supervisor = None
         self._lock_file = None
         self._retention: threading.Event | None = None
@@ -259,6 +261,7 @@ class Service:
         ``inline_field`` (the request field that asked for base64 images in the response) so does
         the inline-bytes limit.
         """
+        from brushwork.engine.images import check_inputs
         from brushwork.engine.samplers import resolve_sampler
 
         rename = rename or {}
@@ -285,10 +288,23 @@ class Service:
                     raise InvalidParameter(f"{name}: {v} is not a multiple of {factor}, which model "
                                            f"{model['name']} needs", field=name)
             side = native_side(str(model["path"]), model["kind"])
-            width, height = params.width or side, params.height or side
-            limits.check_job(params.n, params.steps, width, height)
+            default = (side, side)
+            if params.init_image_sha256 is not None:  # img2img's size defaults to the image's own
+                w, h = self.inputs.size(params.init_image_sha256, field="init_image_sha256")
+                o = params.outpaint
+                default = (w + o.left + o.right, h + o.top + o.bottom) if o is not None else (w, h)
+            if params.mask_sha256 is not None:  # both exist, and the mask fits the image
+                check_inputs(params, self.inputs.inputs(params.init_image_sha256, params.mask_sha256))
+            elif params.outpaint is not None and params.init_image_sha256 is None:
+                raise InvalidParameter("outpaint: outpainting needs an init image", field="outpaint")
+            width, height = params.width or default[0], params.height or default[1]
+            steps = params.steps
+            if params.enable_hr:  # the second pass runs at hr_scale² the pixels
+                steps += (params.hr_second_pass_steps or params.steps) * params.hr_scale ** 2
+            limits.check_job(params.n, steps, width, height)
             if inline_field is not None:
-                limits.check_inline(params.n, width, height, field=inline_field)
+                scale = params.hr_scale if params.enable_hr else 1
+                limits.check_inline(params.n, round(width * scale), round(height * scale), field=inline_field)
             seed = params.seed
             if seed is None:
                 seed = random.randrange(SEED_RANGE[0], SEED_RANGE[1] - params.n)

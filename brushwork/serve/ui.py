@@ -1,6 +1,7 @@
 """The web UI: Gradio, mounted at ``/ui`` in the same server, over the same queue as the APIs.
 
-Generate tab: a job from here waits in the server's own line, behind API jobs, and the page
+Generate tab (with hires fix), and img2img, Inpaint (the mask painted in the browser) and Outpaint tabs,
+which take the Generate tab's model, sampler, steps, CFG, seed and count. A job from any of them waits in the server's own line, behind API jobs, and the page
 shows that line ("Queue 2/5 · ~14 s", from measured step times), then a progress bar, then the
 images (the output files themselves). Gallery tab: the outputs folder, newest first; picking an
 image shows its PNG parameters and "Reuse these settings" copies them into the Generate tab.
@@ -11,7 +12,7 @@ Gradio's own queue never holds a job back (``concurrency_limit=None``): the only
 import html
 import time
 
-from brushwork.engine.params import CFG_RANGE, STEPS_RANGE
+from brushwork.engine.params import CFG_RANGE, FILL_MODES, HIRES_UPSCALERS, HR_SCALE_RANGE, STEPS_RANGE, GenerationParams
 from brushwork.errors import BrushworkError
 from brushwork.paths import hide_paths, server_roots
 from brushwork.serve.service import Service
@@ -51,6 +52,64 @@ def job_markdown(job) -> str:
     files = ", ".join(f"`{n}`" for n in job.outputs)
     seed = (job.result or {}).get("seed", job.params.get("seed"))
     return f"Job `{job.id}` · {job.status} · seed {seed}" + (f" · {files}" if files else "")
+
+
+def _edit_tab(gr, kind: str) -> dict:
+    """The widgets of the img2img, inpaint or outpaint tab (model, sampler, steps, CFG, seed and count come
+    from the Generate tab)."""
+    w = {"prompt": gr.Textbox(label="Prompt", lines=2, elem_id=f"{kind}-prompt")}
+    if kind == "inpaint":
+        w["image"] = gr.ImageEditor(label="Image: paint over the area to repaint", type="pil", elem_id="inpaint-image",
+                                    sources=["upload", "clipboard"], layers=False, transforms=(),
+                                    brush=gr.Brush(colors=["#ffffff"], color_mode="fixed", default_size=8))
+    else:
+        w["image"] = gr.Image(label="Image", type="pil", image_mode=None, sources=["upload", "clipboard"],
+                              elem_id=f"{kind}-image")
+    with gr.Row():
+        w["strength"] = gr.Slider(0, 1, value=0.75 if kind != "outpaint" else 1.0, step=0.05,
+                                  label="Denoising strength", elem_id=f"{kind}-strength")
+        if kind == "inpaint":
+            w["extra"] = gr.Dropdown(list(FILL_MODES), value="original", label="Masked area starts from")
+        elif kind == "outpaint":
+            w["extra"] = gr.Textbox("right=32", label="Extend (pixels per side)", elem_id="outpaint-extend")
+        else:
+            w["extra"] = gr.State(None)
+    with gr.Row():
+        w["button"] = gr.Button(f"{'Paint' if kind != 'img2img' else 'Generate'}", variant="primary",
+                                elem_id=f"{kind}-generate")
+    w["status"] = gr.HTML(elem_id=f"{kind}-status")
+    w["result"] = gr.Gallery(label="Result", elem_id=f"{kind}-result", columns=4, height=420, object_fit="contain",
+                             format="png")
+    w["info"] = gr.Markdown(elem_id=f"{kind}-info")
+    return w
+
+
+def _edit_values(kind: str, image, strength: float, extra) -> dict:
+    """Request values (with the images under ``_init`` / ``_mask``) from an edit tab's widgets."""
+    import numpy as np
+    from PIL import Image
+
+    from brushwork.engine.images import parse_extend, parse_fill
+    from brushwork.errors import InvalidParameter
+
+    mask = None
+    if kind == "inpaint":
+        if not image or image.get("background") is None:
+            raise InvalidParameter("image: upload an image first", field="image")
+        background = image["background"]
+        strokes = [np.asarray(layer.convert("RGBA"))[..., 3] for layer in image.get("layers") or []]
+        if not strokes or not any(s.any() for s in strokes):
+            raise InvalidParameter("mask: paint over the area to repaint first", field="mask")
+        mask = Image.fromarray((np.maximum.reduce(strokes) > 0).astype(np.uint8) * 255, "L")
+        image = background
+    elif image is None:
+        raise InvalidParameter("image: upload an image first", field="image")
+    values = {"denoising_strength": float(strength), "_init": image, "_mask": mask}
+    if kind == "inpaint":
+        values["inpainting_fill"] = parse_fill(extra or "original")
+    if kind == "outpaint":
+        values["outpaint"] = parse_extend(extra or "")
+    return values
 
 
 def build_ui(service: Service):
@@ -95,6 +154,11 @@ def build_ui(service: Service):
                     height = gr.Slider(0, 2048, value=0, step=8, label="Height (0 = the model's native size)")
                     count = gr.Slider(1, 16, value=1, step=1, label="Batch count")
                 with gr.Row():
+                    hires = gr.Checkbox(False, label="Hires fix", elem_id="hires")
+                    hr_scale = gr.Slider(HR_SCALE_RANGE[0], HR_SCALE_RANGE[1], value=2, step=0.25, label="Upscale by")
+                    hr_upscaler = gr.Dropdown(list(HIRES_UPSCALERS), value="Latent", label="Upscaler")
+                    hr_strength = gr.Slider(0, 1, value=0.7, step=0.05, label="Hires denoising strength")
+                with gr.Row():
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel = gr.Button("Cancel", elem_id="cancel")
                 status = gr.HTML(elem_id="queue-status")
@@ -102,6 +166,10 @@ def build_ui(service: Service):
                                     format="png")
                 info = gr.Markdown(elem_id="job-info")
                 job_id = gr.State(None)
+            edit_tabs = {}
+            for kind in ("img2img", "inpaint", "outpaint"):
+                with gr.Tab(kind.capitalize() if kind != "img2img" else "img2img", id=kind):
+                    edit_tabs[kind] = _edit_tab(gr, kind)
             with gr.Tab("Gallery", id="gallery") as gallery_tab:
                 refresh = gr.Button("Refresh", elem_id="gallery-refresh")
                 gallery = gr.Gallery(label="Outputs", elem_id="gallery", columns=6, height="auto", format="png")
@@ -111,11 +179,42 @@ def build_ui(service: Service):
                 paths = gr.State([])
                 picked = gr.State(None)
 
-        def run(prompt_v, negative_v, model_v, sampler_v, scheduler_v, steps_v, cfg_v, seed_v, w, h, n):
-            values = {"prompt": prompt_v or "", "negative_prompt": negative_v or "", "model": model_v or None,
-                      "sampler": sampler_v, "scheduler": scheduler_v, "steps": int(steps_v), "cfg_scale": float(cfg_v),
-                      "seed": None if seed_v is None or int(seed_v) < 0 else int(seed_v),
-                      "width": int(w) or None, "height": int(h) or None, "n": int(n)}
+        def common(prompt_v, negative_v, model_v, sampler_v, scheduler_v, steps_v, cfg_v, seed_v, w, h, n):
+            return {"prompt": prompt_v or "", "negative_prompt": negative_v or "", "model": model_v or None,
+                    "sampler": sampler_v, "scheduler": scheduler_v, "steps": int(steps_v), "cfg_scale": float(cfg_v),
+                    "seed": None if seed_v is None or int(seed_v) < 0 else int(seed_v),
+                    "width": int(w) or None, "height": int(h) or None, "n": int(n)}
+
+        def run(*args):
+            *settings, hires_v, scale_v, upscaler_v, strength_v = args
+            values = common(*settings)
+            if hires_v:
+                values.update(enable_hr=True, hr_scale=float(scale_v), hr_upscaler=upscaler_v,
+                              denoising_strength=float(strength_v))
+            yield from follow(values)
+
+        def run_edit(kind, *args):
+            """An img2img / inpaint / outpaint job: this tab's prompt, image and controls, the Generate tab's
+            other settings."""
+            prompt_v, image_v, strength_v, extra_v, *settings = args
+            values = common(prompt_v, *settings[1:])
+            values["width"] = values["height"] = None  # the image's own size
+            try:
+                values.update(_edit_values(kind, image_v, strength_v, extra_v))
+                GenerationParams.build(**values)
+                init, mask = values.pop("_init"), values.pop("_mask")
+                values["init_image_sha256"] = service.inputs.put(init, field="image")[1]
+                values["mask_sha256"] = None if mask is None else service.inputs.put(mask, field="mask")[1]
+            except BrushworkError as exc:
+                raise gr.Error(str(exc)) from None
+            yield from follow(values)
+
+        def edit_handler(kind):
+            def handler(*args):
+                yield from run_edit(kind, *args)
+            return handler
+
+        def follow(values):
             try:
                 params = service.prepare(values)
                 job = service.submit(params, source="ui")
@@ -172,8 +271,13 @@ def build_ui(service: Service):
                     gr.Tabs(selected="generate"))
 
         inputs = [prompt, negative, model, sampler, scheduler, steps, cfg, seed, width, height, count]
-        generate.click(run, inputs, [job_id, status, result, info], concurrency_limit=None,
-                       show_progress="hidden")
+        generate.click(run, inputs + [hires, hr_scale, hr_upscaler, hr_strength], [job_id, status, result, info],
+                       concurrency_limit=None, show_progress="hidden")
+        for kind, tab in edit_tabs.items():
+            tab["button"].click(edit_handler(kind),
+                                [tab["prompt"], tab["image"], tab["strength"], tab["extra"], *inputs],
+                                [job_id, tab["status"], tab["result"], tab["info"]], concurrency_limit=None,
+                                show_progress="hidden")
         cancel.click(stop, [job_id], None, concurrency_limit=None, show_progress="hidden")
         ui.load(load, None, [model, gallery, paths], concurrency_limit=None, show_progress="hidden")
         refresh.click(load, None, [model, gallery, paths], concurrency_limit=None, show_progress="hidden")

@@ -80,6 +80,7 @@ class Worker:
         from brushwork.engine.params import GenerationParams
         from brushwork.engine.pipeline import Cancelled
         from brushwork.errors import BrushworkError
+        from brushwork.serve.inputs import InputStore
 
         state = {"last_write": 0.0, "step": 0, "first": None, "last": None, "cancel": False}
 
@@ -102,7 +103,8 @@ class Worker:
             self._remove_partial(job)
         try:
             params = GenerationParams.from_json(json.dumps(job.params))
-            gen = self.studio.generate(params, on_step=on_step)
+            images = InputStore(self.queue.folder / "inputs").inputs(params.init_image_sha256, params.mask_sha256)
+            gen = self.studio.generate(params, images=images, on_step=on_step)
             paths = self.studio.save(gen, self.outputs, on_saved=lambda p: self.queue.add_output(job.id, p.name))
         except Cancelled:
             if self.stop.is_set() and not state["cancel"]:

@@ -128,3 +128,88 @@ def test_zero_terminal_snr_model_generates_at_the_default_20_steps(tiny_zero_snr
             "--out", str(tmp_path / "o2"), env_home=tmp_path / "home")
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "repeats its first timestep at 20 steps" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def _write(path, image):
+    image.save(path)
+    return str(path)
+
+
+def _scene(tmp_path, size=16):
+    arr = np.zeros((size, size, 3), np.uint8)
+    arr[:] = (30, 60, 160)
+    arr[4:8, 8:12] = (230, 40, 40)
+    mask = np.zeros((size, size), np.uint8)
+    mask[:, : size // 2] = 255
+    return (_write(tmp_path / "scene.png", Image.fromarray(arr)),
+            _write(tmp_path / "mask.png", Image.fromarray(mask, "L")), arr)
+
+
+def test_img2img_outpaint_and_hires_print_paths_and_remake(tiny_model, tmp_path, capsys):
+    scene, mask, arr = _scene(tmp_path)
+    out = str(tmp_path / "out")
+    common = ["--steps", "4", "--seed", "3", "--model", str(tiny_model), "--out", out]
+    assert main(["img2img", "a green square", "--image", scene, "--mask", mask, "--mask-blur", "0", "--fill", "noise",
+                 "-n", "2", *common]) == 0
+    paths = capsys.readouterr().out.split()
+    assert len(paths) == 2
+    edited = np.asarray(Image.open(paths[0])).astype(int)
+    assert np.abs(edited[:, 8:] - arr[:, 8:]).max() == 0
+    assert main(["png-info", paths[0]]) == 0
+    info = capsys.readouterr().out
+    assert "Denoising strength: 0.75, Mask blur: 0" in info and '"init_image_sha256": "' in info
+    # re-made from the PNG with the same image and mask: the same pixels; with another image: refused
+    assert main(["img2img", "--from-png", paths[0], "--image", scene, "--mask", mask, "--out", str(tmp_path / "a")]) == 0
+    again = capsys.readouterr().out.split()
+    a, b = (np.asarray(Image.open(p)).astype(int) for p in (again[0], paths[0]))
+    assert np.abs(a - b).mean() < 1.0  # made alone, not in a batch of 2: the kernels' summation order differs
+    other = _write(tmp_path / "other.png", Image.fromarray(255 - arr))
+    assert main(["img2img", "--from-png", paths[0], "--image", other, "--mask", mask, "--out", out]) == 2
+    assert "image: the parameters were made with a image of sha256" in capsys.readouterr().err
+
+    assert main(["outpaint", "a red circle", "--image", scene, "--extend", "left=8", *common]) == 0
+    wide = np.asarray(Image.open(capsys.readouterr().out.split()[0])).astype(int)
+    assert wide.shape == (16, 24, 3) and np.abs(wide[:, 8:] - arr).max() == 0
+
+    assert main(["generate", "a red circle", "--hires", "2", "--hires-steps", "2", "--hires-upscaler", "lanczos",
+                 "--hires-strength", "0.4", *common]) == 0
+    big = capsys.readouterr().out.split()[0]
+    assert Image.open(big).size == (32, 32)
+    assert "Denoising strength: 0.4, Hires upscale: 2, Hires steps: 2, Hires upscaler: Lanczos" in \
+        Image.open(big).info["parameters"]
+
+
+@pytest.mark.parametrize("command, args, message", [
+    ("img2img", ["--mask", "{small}"], "mask: its size 8x8 differs from the image's 16x16"),
+    ("img2img", ["--strength", "1.5"], "denoising_strength: Input should be less than or equal to 1"),
+    ("img2img", ["--strength", "-0.5"], "denoising_strength: Input should be greater than or equal to 0"),
+    ("img2img", ["--fill", "paint"], "unknown fill 'paint'; known: fill, original, noise, nothing"),
+    ("img2img", ["--resize-mode", "stretch"], "unknown resize mode 'stretch'; known: just resize"),
+    ("img2img", ["--image", "{huge}"], "image: 5000x5000 is over the cap of 16,777,216 pixels"),
+    ("img2img", ["--image", "{text}"], "image: not a readable image"),
+    ("img2img", ["--mask", "{text}"], "mask: not a readable image"),
+    ("img2img", ["--image", "{missing}"], "image: no such file"),
+    ("img2img", ["--mask", "{empty}"], "mask: it is empty (nothing to repaint)"),
+    ("outpaint", ["--extend", "up=8"], "--extend: 'up=8' is not SIDE=PIXELS"),
+    ("outpaint", ["--extend", "left=x"], "--extend: 'x' is not a whole number of pixels"),
+    ("outpaint", ["--extend", "left=-8"], "outpaint.left: Input should be greater than or equal to 0"),
+    ("outpaint", ["--extend", ""], "--extend: give at least one side"),
+    ("generate", ["--hires", "9"], "hr_scale: Input should be less than or equal to 4"),
+    ("generate", ["--hires", "2", "--hires-upscaler", "ESRGAN"], "hr_upscaler: Value error, unknown hires upscaler"),
+])
+def test_image_commands_bad_input_one_line(tiny_model, tmp_path, capsys, command, args, message):
+    scene, mask, _ = _scene(tmp_path)
+    files = {"small": _write(tmp_path / "small.png", Image.new("L", (8, 8), 255)),
+             "huge": _write(tmp_path / "huge.png", Image.new("L", (5000, 5000))),
+             "text": str(tmp_path / "notes.png"), "missing": str(tmp_path / "none.png"),
+             "empty": _write(tmp_path / "empty.png", Image.new("L", (16, 16)))}
+    (tmp_path / "notes.png").write_text("not an image")
+    args = [a.format(**files) for a in args]
+    out = tmp_path / "out"
+    base = [command, "a red circle", "--steps", "2", "--model", str(tiny_model), "--out", str(out)]
+    if command != "generate" and "--image" not in args:
+        base += ["--image", scene]
+    assert main(base + args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not out.exists() or not list(out.iterdir())

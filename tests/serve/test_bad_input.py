@@ -28,6 +28,28 @@ def _png_b64(size=(8, 8)) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _png(size=(8, 8), mode="L") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, 128).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+IMG64 = base64.b64encode(_png((64, 64), "RGB")).decode()
+MASK64 = base64.b64encode(_png((64, 64), "L")).decode()
+MASK_SMALL = base64.b64encode(_png((32, 32), "L")).decode()
+SVG64 = base64.b64encode(b"<svg/>").decode()
+HUGE64 = _png_b64((5000, 5000))
+GOOD_IMG2IMG = {"init_images": [IMG64], "steps": 2, "width": 64, "height": 64, "seed": 5}
+EDIT = {"prompt": "a red circle", "size": "64x64", "response_format": "b64_json", "steps": "2"}
+
+
+def _files(image=None, mask=None) -> dict:
+    files = {} if image is None else {"image": ("image.png", image, "image/png")}
+    if mask is not None:
+        files["mask"] = ("mask.png", mask, "image/png")
+    return files
+
+
 GOOD_JOB = {"prompt": "a red circle", "steps": 2}
 GOOD_A1111 = {"prompt": "a red circle", "steps": 2, "width": 64, "height": 64, "seed": 5}
 GOOD_OPENAI = {"prompt": "a red circle", "size": "64x64", "response_format": "b64_json", "steps": 2}
@@ -65,6 +87,26 @@ CASES = [
     ("POST", "/api/v1/jobs", {"json": {"prompt": "x" * 32_001}}, bad("prompt", 422)),
     ("POST", "/api/v1/jobs", {"json": {"negative_prompt": "x" * 1_000_000}}, bad("negative_prompt", 422)),
     ("POST", "/api/v1/jobs", {"json": {"n": 64, "steps": 150, "width": 2048, "height": 2048}}, bad("n", 422)),
+    # img2img through the native API: inputs uploaded first, named by hash in the job
+    ("POST", "/api/v1/inputs", {"content": _png((64, 64), "RGB"), "headers": {"content-type": "image/png"}}, OK),
+    ("POST", "/api/v1/inputs", {"content": b"<svg/>", "headers": {"content-type": "image/svg+xml"}}, bad("image")),
+    ("POST", "/api/v1/inputs", {"content": _png((5000, 5000))}, bad("image")),  # over the pixel cap
+    ("POST", "/api/v1/inputs", {"content": _png()[:40]}, bad("image")),  # a truncated PNG
+    ("POST", "/api/v1/jobs", {"json": {**GOOD_JOB, "init_image_sha256": "{input}", "denoising_strength": 0.5}}, OK),
+    ("POST", "/api/v1/jobs", {"json": {**GOOD_JOB, "init_image_sha256": "{input}", "outpaint": {"right": 16}}}, OK),
+    ("POST", "/api/v1/jobs", {"json": {"init_image_sha256": "0" * 64}}, bad("init_image_sha256", 404)),
+    ("POST", "/api/v1/jobs", {"json": {"init_image_sha256": "../x"}}, bad("init_image_sha256")),
+    ("POST", "/api/v1/jobs", {"json": {"init_image_sha256": "{input}", "mask_sha256": "f" * 64}}, bad("mask_sha256", 404)),
+    ("POST", "/api/v1/jobs", {"json": {"mask_sha256": "{input}"}}, bad("mask_sha256")),
+    ("POST", "/api/v1/jobs", {"json": {"init_image_sha256": "{input}", "mask_sha256": "{small_mask}"}}, bad("mask")),
+    ("POST", "/api/v1/jobs", {"json": {"outpaint": {"left": 8}}}, bad("outpaint")),
+    ("POST", "/api/v1/jobs", {"json": {"outpaint": {"up": 8}}}, bad("outpaint.up")),
+    ("POST", "/api/v1/jobs", {"json": {"denoising_strength": 1.5}}, bad("denoising_strength")),
+    ("POST", "/api/v1/jobs", {"json": {"inpainting_fill": 4}}, bad("inpainting_fill")),
+    ("POST", "/api/v1/jobs", {"json": {"resize_mode": -1}}, bad("resize_mode")),
+    ("POST", "/api/v1/jobs", {"json": {"enable_hr": True, "hr_upscaler": "ESRGAN_4x"}}, bad("hr_upscaler")),
+    ("POST", "/api/v1/jobs", {"json": {"enable_hr": True, "n": 64, "steps": 150, "width": 1024, "height": 1024}},
+     bad("n", 422)),  # the hires pass counts in the job budget
     ("GET", "/api/v1/jobs/{done}", {}, OK),
     ("GET", "/api/v1/jobs/not-a-job", {}, bad("job_id")),
     ("GET", "/api/v1/jobs/" + "0" * 32, {}, bad("id", 404)),
@@ -121,6 +163,29 @@ CASES = [
                                            "height": 2048}}, bad("batch_size", 422)),
     ("POST", "/sdapi/v1/txt2img", {"json": {"batch_size": 64, "steps": 1, "width": 2048, "height": 2048}},
      bad("send_images", 422)),  # within the job budget, but 768 MiB of images inline
+    ("POST", "/sdapi/v1/txt2img", {"json": {**GOOD_A1111, "enable_hr": True, "hr_upscaler": "ESRGAN_4x"}},
+     bad("hr_upscaler")),
+    ("POST", "/sdapi/v1/txt2img", {"json": {**GOOD_A1111, "enable_hr": True, "hr_scale": 10}}, bad("hr_scale")),
+    ("POST", "/sdapi/v1/txt2img", {"json": {**GOOD_A1111, "enable_hr": True, "hr_resize_x": 128}}, bad("hr_resize_x")),
+    ("POST", "/sdapi/v1/txt2img", {"json": {**GOOD_A1111, "enable_hr": True, "denoising_strength": 2}},
+     bad("denoising_strength")),
+    ("POST", "/sdapi/v1/img2img", {"json": GOOD_IMG2IMG}, OK),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "mask": MASK64, "inpainting_fill": 2,
+                                           "init_images": ["data:image/png;base64," + IMG64]}}, OK),
+    ("POST", "/sdapi/v1/img2img", {"json": {"prompt": "x"}}, bad("init_images")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "init_images": []}}, bad("init_images")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "init_images": [IMG64, IMG64]}}, bad("init_images")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "init_images": ["!!!"]}}, bad("init_images")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "init_images": [SVG64]}}, bad("init_images")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "init_images": [HUGE64]}}, bad("init_images")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "mask": MASK_SMALL}}, bad("mask")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "mask": SVG64}}, bad("mask")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "denoising_strength": 1.5}}, bad("denoising_strength")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "inpainting_fill": 7}}, bad("inpainting_fill")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "resize_mode": 9}}, bad("resize_mode")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "inpainting_mask_invert": 3}}, bad("inpainting_mask_invert")),
+    ("POST", "/sdapi/v1/img2img", {"json": {**GOOD_IMG2IMG, "steps": 0}}, bad("steps")),
+    ("GET", "/sdapi/v1/img2img", {}, bad(None, 405)),
     ("GET", "/sdapi/v1/progress", {"params": {"skip_current_image": "false"}}, OK),
     ("GET", "/sdapi/v1/progress", {"params": {"skip_current_image": "maybe"}}, bad("skip_current_image")),
     ("POST", "/sdapi/v1/interrupt", {}, OK),
@@ -176,6 +241,19 @@ CASES = [
     ("POST", "/v1/images/generations", {"json": {"prompt": "x", "n": 10, "size": "2048x2048", "steps": 1,
                                                  "response_format": "b64_json"}}, bad("response_format", 422)),
     ("GET", "/v1/images/generations", {}, bad(None, 405)),
+    ("POST", "/v1/images/edits", {"files": _files(_png((64, 64), "RGBA")), "data": EDIT}, OK),
+    ("POST", "/v1/images/edits", {"files": _files(_png((64, 64), "RGB"), _png((64, 64))), "data": EDIT}, OK),
+    ("POST", "/v1/images/edits", {"files": _files(), "data": EDIT}, bad("image")),
+    ("POST", "/v1/images/edits", {"files": _files(b"<svg/>"), "data": EDIT}, bad("image")),
+    ("POST", "/v1/images/edits", {"files": _files(_png((5000, 5000))), "data": EDIT}, bad("image")),
+    ("POST", "/v1/images/edits", {"files": _files(_png((64, 64)), _png((32, 32))), "data": EDIT}, bad("mask")),
+    ("POST", "/v1/images/edits", {"files": _files(_png((64, 64)), b"nope"), "data": EDIT}, bad("mask")),
+    ("POST", "/v1/images/edits", {"files": _files(_png((64, 64))), "data": {**EDIT, "n": "11"}}, bad("n")),
+    ("POST", "/v1/images/edits", {"files": _files(_png((64, 64))), "data": {**EDIT, "size": "big"}}, bad("size")),
+    ("POST", "/v1/images/edits", {"files": _files(_png((64, 64))), "data": {"size": "64x64"}}, bad("prompt")),
+    ("POST", "/v1/images/edits", {"files": _files(_png((64, 64))), "data": {**EDIT, "response_format": "gif"}},
+     bad("response_format")),
+    ("GET", "/v1/images/edits", {}, bad(None, 405)),
     # ---------------------------------------------------------------- docs and UI
     ("GET", "/docs", {}, OK),
     ("POST", "/docs", {}, bad(None, 405)),
@@ -197,7 +275,11 @@ def server(live_server, tools):
     assert done["status"] == "done", done
     image = done["outputs"][0]["name"]
     image_b64 = base64.b64encode(client.get(f"/api/v1/images/{image}").content).decode()
-    return client, {"done": done["id"], "image": image, "image_b64": image_b64}
+    r = client.post("/api/v1/inputs", content=_png((64, 64), "RGB"))
+    small = client.post("/api/v1/inputs", content=_png((32, 32), "L"))
+    assert r.status_code == 201 and small.status_code == 201, r.text
+    return client, {"done": done["id"], "image": image, "image_b64": image_b64, "input": r.json()["sha256"],
+                    "small_mask": small.json()["sha256"]}
 
 
 def _fill(value, subs: dict):
@@ -212,7 +294,10 @@ def _fill(value, subs: dict):
 
 def _case_id(case) -> str:
     method, path, kwargs, expect = case
-    detail = json.dumps(kwargs.get("json", kwargs.get("params", "")))[:40] if kwargs else ""
+    detail = json.dumps(kwargs.get("json", kwargs.get("params", kwargs.get("data", ""))))[:40] if kwargs else ""
+    if "files" in kwargs or "content" in kwargs:
+        sizes = [len(f[1]) for f in kwargs.get("files", {}).values()] or [len(kwargs.get("content", b""))]
+        detail += f"-bytes{sizes}"
     return f"{'ok' if expect == OK else 'bad'}-{method}-{path}-{detail}"
 
 
@@ -235,6 +320,10 @@ def test_route_input(server, case):
         if path == "/v1/images/generations":
             Image.open(io.BytesIO(base64.b64decode(r.json()["data"][0]["b64_json"]))).verify() \
                 if "b64_json" in r.json()["data"][0] else None
+        if path in ("/sdapi/v1/img2img", "/v1/images/edits"):
+            body = r.json()
+            data = body["images"][0] if "images" in body else body["data"][0]["b64_json"]
+            assert Image.open(io.BytesIO(base64.b64decode(data))).size == (64, 64)
         if path == "/sdapi/v1/png-info":
             assert "Steps: 2" in r.json()["info"] and r.json()["parameters"]["Seed"] == "9"
         return
@@ -290,3 +379,17 @@ def test_backpressure_429_with_retry_after(tmp_path, tiny_model_dir, tools):
 def test_server_logged_no_traceback(server, live_server):
     """Every bad request above was answered as a 4xx, not as an exception the server logged."""
     assert "Traceback" not in live_server.log(), live_server.log()
+
+
+def test_refused_image_requests_store_nothing(server, live_server):
+    """Every refused img2img, edit or upload leaves the server's stored inputs as they were."""
+    client, subs = server
+    folder = live_server.home / "serve" / "inputs"
+    before = sorted(p.name for p in folder.iterdir())
+    refused = [c for c in CASES if c[3] != OK and c[1] in ("/sdapi/v1/img2img", "/v1/images/edits", "/api/v1/inputs")
+               and c[0] == "POST"]
+    assert len(refused) >= 20
+    for method, path, kwargs, _ in refused:
+        r = client.request(method, path, **_fill(kwargs, subs))
+        assert 400 <= r.status_code < 500, r.text
+    assert sorted(p.name for p in folder.iterdir()) == before

@@ -114,3 +114,73 @@ def test_clients_with_a_token(start_server, served_model):
     assert Image.open(io.BytesIO(base64.b64decode(res.data[0].b64_json))).size == (64, 64)
     with pytest.raises(openai.AuthenticationError):
         OpenAI(base_url=f"{s.url}/v1", api_key="wrong", max_retries=0).images.generate(prompt="x")
+
+
+def _scene(size=64) -> Image.Image:
+    arr = np.zeros((size, size, 3), np.uint8)
+    arr[:] = (30, 60, 160)
+    arr[size // 4: size // 2, size // 2 + 4: size - 4] = (230, 40, 40)
+    return Image.fromarray(arr)
+
+
+def test_webuiapi_img2img_with_and_without_a_mask(server):
+    """``WebUIApi.img2img`` at its own defaults (fill 0, only masked, padding 0): pixels outside the mask
+    come back unchanged, and the infotext carries the denoising strength and mask blur."""
+    import webuiapi
+
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
+    src = _scene()
+    plain = api.img2img(images=[src], prompt="a green square", seed=5, width=64, height=64, steps=4,
+                        denoising_strength=0.6)
+    assert plain.image.size == (64, 64) and plain.info["denoising_strength"] == 0.6
+    assert "Denoising strength: 0.6" in plain.info["infotexts"][0]
+    assert plain.parameters["init_images"] is None  # not echoed back, as A1111 does
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, :32] = 255
+    res = api.img2img(images=[src], mask_image=Image.fromarray(mask, "L"), prompt="a green square", seed=5,
+                      width=64, height=64, steps=4, mask_blur=0)
+    out = np.asarray(res.image.convert("RGB")).astype(int)
+    assert np.abs(out[:, 32:] - np.asarray(src).astype(int)[:, 32:]).max() == 0
+    assert np.abs(out[:, :32] - np.asarray(src).astype(int)[:, :32]).mean() > 1
+    assert "Mask blur: 0" in res.info["infotexts"][0] and "Inpaint area: Only masked" in res.info["infotexts"][0]
+
+
+def test_webuiapi_hires_fix(server):
+    import webuiapi
+
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=server.port)
+    res = api.txt2img(prompt="a red circle", seed=2, width=64, height=64, steps=4, enable_hr=True, hr_scale=2,
+                      hr_upscaler="Latent", denoising_strength=0.5, hr_second_pass_steps=3)
+    assert res.image.size == (128, 128)
+    info = res.info["infotexts"][0]
+    assert "Size: 64x64" in info and "Hires upscale: 2" in info and "Hires upscaler: Latent" in info
+    assert res.info["extra_generation_params"]["Hires upscaler"] == "Latent"
+    assert [u["name"] for u in api.get_latent_upscale_modes()] == ["Latent"]
+
+
+def test_openai_images_edit(server):
+    """``client.images.edit``: transparent pixels mark the area to repaint, in the image or in the mask."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    src = np.asarray(_scene())
+    rgba = np.dstack([src, np.full((64, 64), 255, np.uint8)])
+    rgba[:, :32, 3] = 0  # the left half is to be repainted
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    res = client.images.edit(image=("scene.png", buf.getvalue(), "image/png"), prompt="a green square",
+                             size="64x64", response_format="b64_json", extra_body={"steps": 4, "seed": 1})
+    out = np.asarray(Image.open(io.BytesIO(base64.b64decode(res.data[0].b64_json))).convert("RGB")).astype(int)
+    assert out.shape == (64, 64, 3)
+    assert np.abs(out[:, 32:] - src.astype(int)[:, 32:]).max() == 0 and np.abs(out[:, :32] - src[:, :32]).mean() > 1
+
+    opaque, mask = io.BytesIO(), io.BytesIO()
+    Image.fromarray(src).save(opaque, format="PNG")
+    Image.fromarray(rgba, "RGBA").save(mask, format="PNG")  # the mask's alpha: left half transparent
+    res = client.images.edit(image=("scene.png", opaque.getvalue(), "image/png"),
+                             mask=("mask.png", mask.getvalue(), "image/png"), prompt="a green square", n=2,
+                             response_format="url", extra_body={"steps": 4})
+    assert len(res.data) == 2
+    image = Image.open(io.BytesIO(httpx.get(res.data[0].url).content)).convert("RGB")
+    assert image.size == (64, 64)
+    assert np.abs(np.asarray(image).astype(int)[:, 32:] - src.astype(int)[:, 32:]).max() == 0
