@@ -134,3 +134,53 @@ def test_generate_in_the_browser(start_server, browser, tmp_path, tools):
                == str(job["params"]["seed"]))
     assert browser.find_element(By.CSS_SELECTOR, "#prompt textarea").get_attribute("value") == \
         "a red circle above a blue square"
+
+
+def test_inpaint_a_mask_drawn_in_the_browser(start_server, browser, tmp_path):
+    """Upload an image to the Inpaint tab, paint over its left part with the brush, paint: the job carries
+    the drawn mask, and the image comes back changed there and unchanged far from the strokes."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = start_server()
+    api = httpx.Client(base_url=server.url, timeout=60)
+    wait = WebDriverWait(browser, 240, poll_frequency=0.2)
+    arr = np.zeros((64, 64, 3), np.uint8)
+    arr[:] = (30, 60, 160)
+    arr[8:24, 40:56] = (230, 40, 40)
+    source = tmp_path / "source.png"
+    Image.fromarray(arr).save(source)
+
+    browser.get(f"{server.url}/ui/")
+    wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#prompt textarea")))
+    browser.find_element(By.XPATH, "//button[@role='tab'][contains(., 'Inpaint')]").click()
+    editor = wait.until(lambda d: d.find_element(By.ID, "inpaint-image"))
+    editor.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(source))
+    wait.until(lambda d: "highlight" in editor.find_element(By.CSS_SELECTOR, "button[aria-label=Brush]")
+               .get_attribute("class"))  # the brush is picked once an image is in
+    canvas = editor.find_element(By.CSS_SELECTOR, ".pixi-target canvas")
+    side = min(canvas.size["width"], canvas.size["height"]) * 0.8  # the image, fitted and centred
+    for x in np.linspace(-0.45, -0.15, 4):  # strokes over the left third of the image
+        (ActionChains(browser).move_to_element_with_offset(canvas, int(x * side), int(-0.4 * side)).click_and_hold()
+         .move_by_offset(0, int(0.8 * side) // 2).move_by_offset(0, int(0.8 * side) // 2).release().perform())
+    browser.find_element(By.CSS_SELECTOR, "#inpaint-prompt textarea").send_keys("a green circle")
+    screenshot(browser, tmp_path, "ui-inpaint-mask.png")
+    browser.find_element(By.ID, "inpaint-generate").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#inpaint-status [data-status]").get_attribute(
+        "data-status") in ("done", "failed", "cancelled"))
+    assert browser.find_element(By.CSS_SELECTOR, "#inpaint-status [data-status]").get_attribute("data-status") == \
+        "done", browser.find_element(By.ID, "inpaint-status").text
+    img = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#inpaint-result img"))
+    shown = Image.open(io.BytesIO(fetch_in_browser(browser, img.get_attribute("src")))).convert("RGB")
+    screenshot(browser, tmp_path, "ui-inpaint-done.png")
+
+    job_id = re.search(r"[0-9a-f]{32}", browser.find_element(By.ID, "inpaint-info").text).group(0)
+    job = api.get(f"/api/v1/jobs/{job_id}").json()
+    assert job["source"] == "ui" and job["params"]["mask_sha256"] and job["params"]["init_image_sha256"]
+    assert job["params"]["prompt"] == "a green circle"
+    out = np.asarray(shown).astype(int)
+    assert out.shape == (64, 64, 3)
+    assert np.abs(out[:, 48:] - arr[:, 48:].astype(int)).max() == 0  # far from the strokes: untouched
+    assert np.abs(out[:, :16] - arr[:, :16].astype(int)).mean() > 1  # under the strokes: repainted
