@@ -1,6 +1,7 @@
 """Measure img2img, inpainting, outpainting and hires fix on a model, with the shapes-world judge.
 
     .venv/bin/python scripts/image_edits.py [--model default] [--scenes 100] [--hires-prompts 200] [--out DIR]
+        [--scores REPORT.json]
 
 Every source image is a ground-truth render of a one-object scene (``world.sample_scene``), so what is in it
 is known exactly. Prints one JSON report (and writes it, with a sample grid per test, under ``--out``):
@@ -85,6 +86,8 @@ def main() -> None:
     ap.add_argument("--hires-prompts", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="outputs/image-edits")
+    ap.add_argument("--scores", default=None, help="the model's adherence report.json (default: the bundled "
+                                                    "model's scores in docs/default-model-versions.jsonl)")
     args = ap.parse_args()
 
     import torch
@@ -104,7 +107,10 @@ def main() -> None:
     studio = Studio()
     loaded = studio.model(args.model)
     scores = {}
-    if args.model in (None, "default"):  # the bundled model's benchmark scores (4 images per prompt)
+    if args.scores:  # an adherence report of this model (brushwork eval adherence … --out DIR: DIR/report.json)
+        rep = json.loads(Path(args.scores).read_text())
+        scores = {"report": args.scores, "overall": rep["overall"], **rep["categories"]}
+    elif args.model in (None, "default"):  # the bundled model's benchmark scores (4 images per prompt)
         last = json.loads(Path("docs/default-model-versions.jsonl").read_text().strip().splitlines()[-1])
         scores = {"version": last["version"], "overall": last["overall"], **last["categories"]}
     report: dict = {"model": loaded.name, "model_hash": loaded.short_hash, "model_scores": scores}
