@@ -1,8 +1,8 @@
 """The web UI: Gradio, mounted at ``/ui`` in the same server, over the same queue as the APIs.
 
-Generate tab (with hires fix), and img2img, Inpaint (the mask painted in the browser) and Outpaint tabs,
-which take the Generate tab's model, sampler, steps, CFG, seed and count. A job from any of them waits in the server's own line, behind API jobs, and the page
-shows that line ("Queue 2/5 · ~14 s", from measured step times), then a progress bar, then the
+Generate tab (with hires fix), and img2img, Inpaint (the mask painted in the browser) and Outpaint
+tabs, which take the Generate tab's model, sampler, steps, CFG, seed and count. A job from any of
+them waits in the server's own line, behind API jobs, and the page shows that line ("Queue 2/5 · ~14 s", from measured step times), then a progress bar, then the
 images (the output files themselves). Gallery tab: the outputs folder, newest first; picking an
 image shows its PNG parameters and "Reuse these settings" copies them into the Generate tab.
 
@@ -201,8 +201,8 @@ def build_ui(service: Service):
             values["width"] = values["height"] = None  # the image's own size
             try:
                 values.update(_edit_values(kind, image_v, strength_v, extra_v))
-                GenerationParams.build(**values)
                 init, mask = values.pop("_init"), values.pop("_mask")
+                GenerationParams.build(**values)  # parameter errors before anything is stored
                 values["init_image_sha256"] = service.inputs.put(init, field="image")[1]
                 values["mask_sha256"] = None if mask is None else service.inputs.put(mask, field="mask")[1]
             except BrushworkError as exc:
