@@ -10,7 +10,10 @@ with ``load_pipeline(..., dtype=fp16)`` from the shipped SD1 configs and reports
   VAE decoder use (memory-mapped pages count in RSS only once read);
 - load time and sha256 time.
 
-    nice -n 19 .venv/bin/python benchmarks/load_real_size.py [--dir /tmp/bw-bench] [--keep]
+With ``--inpainting`` the checkpoint is an SD-1.5 *inpainting* one (a UNet with 9 input channels); it must be
+detected as such, load, and inpaint a masked region through the engine with every pixel outside the mask kept.
+
+    nice -n 19 .venv/bin/python benchmarks/load_real_size.py [--dir /tmp/bw-bench] [--keep] [--inpainting]
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def ldm_shapes() -> dict[str, tuple[int, ...]]:
-    """Every tensor name and shape of an SD1.5 single-file checkpoint, from the shipped configs."""
+def ldm_shapes(inpainting: bool = False) -> dict[str, tuple[int, ...]]:
+    """Every tensor name and shape of an SD1.5 (inpainting) single-file checkpoint, from the shipped configs."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -39,6 +42,8 @@ def ldm_shapes() -> dict[str, tuple[int, ...]]:
 
     cfg = CONFIGS / "sd1"
     unet_cfg = json.loads((cfg / "unet" / "config.json").read_text())
+    if inpainting:
+        unet_cfg["in_channels"] = 9
     vae_cfg = json.loads((cfg / "vae" / "config.json").read_text())
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(unet_cfg)
@@ -51,11 +56,11 @@ def ldm_shapes() -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in flat.items()}
 
 
-def write_checkpoint(path: Path, seed: int = 0) -> int:
+def write_checkpoint(path: Path, seed: int = 0, inpainting: bool = False) -> int:
     """Stream a random fp16 safetensors file; returns its size."""
     import torch
 
-    shapes = ldm_shapes()
+    shapes = ldm_shapes(inpainting)
     header, offset = {}, 0
     for k in sorted(shapes):
         n = 1
@@ -86,7 +91,7 @@ def _status(field: str) -> int:
     raise KeyError(field)
 
 
-def measure(path: str) -> None:
+def measure(path: str, inpainting: bool = False) -> None:
     """Runs in a fresh process: load offline in fp16 and report memory."""
     import socket
 
@@ -122,8 +127,11 @@ def measure(path: str) -> None:
 
     digest = sha256_file(path)
     hash_s = time.perf_counter() - t
+    extra = {}
+    if inpainting:
+        extra = inpaint_check(m, path)
     print(json.dumps({
-        "file_bytes": size, "load_seconds": round(load_s, 2), "peak_rss_growth_load_bytes": peak_load,
+        **extra, "file_bytes": size, "load_seconds": round(load_s, 2), "peak_rss_growth_load_bytes": peak_load,
         "rss_growth_after_load_bytes": rss_load, "ratio_load": round(peak_load / size, 3),
         "peak_rss_growth_after_1_step_bytes": peak_step, "ratio_after_1_step": round(peak_step / size, 3),
         "step_seconds": round(step_s, 2), "sha256_seconds": round(hash_s, 2), "short_hash": digest[:10],
@@ -131,24 +139,54 @@ def measure(path: str) -> None:
     }))
 
 
+def inpaint_check(m, path: str) -> dict:
+    """Detected as inpainting, and a masked region repainted through the engine with the rest kept."""
+    import numpy as np
+    from PIL import Image
+
+    from brushwork.engine.api import Studio
+    from brushwork.engine.images import ImageInputs
+    from brushwork.engine.params import GenerationParams
+    from brushwork.models.inspect import inspect_model
+
+    variant = inspect_model(path)["architecture"]["variant"]
+    studio = Studio(dtype="fp16")
+    studio._models[path] = m
+    src = np.zeros((64, 64, 3), np.uint8)
+    src[:] = (30, 60, 160)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, :32] = 255
+    t = time.perf_counter()
+    out = studio.generate(GenerationParams.build(prompt="a red cube", model=path, seed=1, steps=2, width=64, height=64,
+                                                 mask_blur=0, denoising_strength=1.0),
+                          images=ImageInputs(Image.fromarray(src), Image.fromarray(mask, "L")))
+    got = np.asarray(out.images[0]).astype(int)
+    return {"variant": variant, "unet_in_channels": m.pipe.unet.config.in_channels,
+            "inpaint_seconds": round(time.perf_counter() - t, 2),
+            "outside_mask_max_abs_diff": int(np.abs(got[:, 32:] - src[:, 32:]).max()),
+            "inside_mask_mean_abs_diff": round(float(np.abs(got[:, :32] - src[:, :32]).mean()), 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dir", default="/tmp/bw-bench")
     ap.add_argument("--keep", action="store_true", help="keep the 2 GB file")
+    ap.add_argument("--inpainting", action="store_true", help="an SD-1.5 inpainting checkpoint, and inpaint with it")
     ap.add_argument("--measure", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        measure(args.measure)
+        measure(args.measure, args.inpainting)
         return
     d = Path(args.dir)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / "sd15-random-fp16.safetensors"
+    path = d / ("sd15-inpainting-random-fp16.safetensors" if args.inpainting else "sd15-random-fp16.safetensors")
     if not path.exists():
         t = time.perf_counter()
-        size = write_checkpoint(path)
+        size = write_checkpoint(path, inpainting=args.inpainting)
         print(f"wrote {path} ({size / 1e9:.2f} GB) in {time.perf_counter() - t:.1f} s", flush=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "BRUSHWORK_HOME": str(d / "home")}
-    out = subprocess.run([sys.executable, __file__, "--measure", str(path)], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, __file__, "--measure", str(path), *(["--inpainting"] * args.inpainting)],
+                         env=env, capture_output=True,
                          text=True, check=False)
     if out.returncode != 0:
         print(out.stderr[-3000:], file=sys.stderr)
