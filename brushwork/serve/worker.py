@@ -82,13 +82,13 @@ class Worker:
         from brushwork.errors import BrushworkError
         from brushwork.serve.inputs import InputStore
 
-        state = {"last_write": 0.0, "step": 0, "first": None, "last": None, "cancel": False}
+        state = {"last_write": 0.0, "step": 0, "total": 0, "first": None, "last": None, "cancel": False}
 
         def on_step(i: int, total: int, _latents) -> bool:
             now = time.monotonic()
             if state["first"] is None:
                 state["first"] = now
-            state["last"], state["step"] = now, i
+            state["last"], state["step"], state["total"] = now, i, total
             if self.stop.is_set():
                 return True
             if now - state["last_write"] >= PROGRESS_EVERY or i in (0, total):
@@ -121,7 +121,7 @@ class Worker:
             self._fail(job, f"internal error: {type(exc).__name__}: {exc}")
             return
         done = time.monotonic()
-        steps = max(1, params.steps)
+        steps = max(1, state["total"] or params.steps)  # img2img runs steps × strength of them
         if state["first"] is not None and state["last"] is not None and state["last"] > state["first"]:
             per_step = (state["last"] - state["first"]) / steps
             self.queue.record_timing(job.params, sec_per_step=per_step, overhead=max(0.0, done - started - per_step * steps))
