@@ -20,7 +20,7 @@ from PIL import Image
 from brushwork.engine import images as im
 from brushwork.engine.params import FILL_MODES, MAX_SIDE, GenerationParams
 from brushwork.engine.pipeline import (Components, Keep, SizePlan, Start, StepCallback, decode, denoise, encode,
-                                       plan_size)
+                                       plan_size, whole_image_cond)
 from brushwork.errors import InvalidParameter
 
 
@@ -90,6 +90,8 @@ def img2img(c: Components, params: GenerationParams, inputs: im.ImageInputs, *, 
     latents = latents.expand(n, -1, -1, -1)
 
     keep = image_cond = None
+    if m_gen is None and c.inpainting:  # img2img on an inpainting UNet: the whole image is re-drawn
+        image_cond = whole_image_cond(c, n, (gw, gh), device)
     if m_gen is not None:
         f = c.latent_factor
         m_lat = torch.from_numpy(np.array(m_gen, dtype=np.float32))[None, None].to(device, latents.dtype)

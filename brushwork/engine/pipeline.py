@@ -201,17 +201,20 @@ def encode(c: Components, pixels: np.ndarray, device: str | torch.device = "cpu"
     return c.vae.encode(x).latent_dist.mean * c.vae.config.scaling_factor
 
 
+def whole_image_cond(c: Components, n: int, size: tuple[int, int], device) -> torch.Tensor:
+    """An inpainting UNet's extra input when the whole image is to be drawn: all masked, a grey masked image."""
+    w, h = size
+    grey = encode(c, np.full((1, h, w, 3), 127, np.uint8), device)
+    return torch.cat([torch.ones_like(grey[:, :1]), grey], dim=1).expand(n, -1, -1, -1)
+
+
 @torch.inference_mode()
 def txt2img(c: Components, params: GenerationParams, *, seed: int, on_step: StepCallback | None = None,
             device: str | torch.device = "cpu") -> tuple[list[np.ndarray], SizePlan]:
     """Generate ``params.n`` images (uint8 HxWx3) for ``params`` with image *i* seeded ``seed + i``."""
     plan = plan_size(c, params.width, params.height)
     seeds = [seed + i for i in range(params.n)]
-    image_cond = None
-    if c.inpainting:  # an inpainting UNet asked for a whole image: everything masked, a grey masked image
-        gw, gh = plan.generated
-        grey = encode(c, np.full((1, gh, gw, 3), 127, np.uint8), device)
-        image_cond = torch.cat([torch.ones_like(grey[:, :1]), grey], dim=1).expand(len(seeds), -1, -1, -1)
+    image_cond = whole_image_cond(c, len(seeds), plan.generated, device) if c.inpainting else None
     latents = denoise(c, params, seeds=seeds, size=plan.generated, image_cond=image_cond, on_step=on_step,
                       device=device)
     return decode(c, latents), plan

@@ -244,3 +244,6 @@ def test_inpainting_checkpoint_is_detected_and_inpaints(tmp_path):
     assert np.abs(out - _arr(src))[:, 8:].max() == 0 and np.abs(out - _arr(src))[:, :8].mean() > 1
     plain = studio.generate(GenerationParams.build(prompt="a red cat", model=str(single), seed=1, steps=4))
     assert plain.images[0].size == (16, 16)
+    whole = studio.generate(GenerationParams.build(prompt="a red cat", model=str(single), seed=1, steps=4,
+                                                   denoising_strength=0.5), images=ImageInputs(src))
+    assert whole.images[0].size == (16, 16)  # img2img without a mask on an inpainting UNet
