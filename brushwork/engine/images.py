@@ -25,8 +25,8 @@ from brushwork.errors import InvalidParameter
 class ImageInputs:
     """The images a request conditions on: an init image (RGB or RGBA) and an optional mask.
 
-    ``mask`` is white where the image is repainted. With no mask and an init image that has
-    transparent pixels, ``alpha_mask`` makes the transparent area the mask (OpenAI's edits).
+    ``mask`` is white where the image is repainted. ``alpha_mask`` turns an image's transparent
+    area into such a mask (the OpenAI edits route uses it when no mask is sent).
     """
 
     init: Image.Image
