@@ -358,11 +358,7 @@ def read_png_info_b64(data: str, max_pixels: int) -> dict:
 
     from brushwork.engine.metadata import parse_infotext
 
-    text = data.split(",", 1)[1] if data.startswith("data:") else data
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidParameter("image: not valid base64", field="image") from None
+    raw = decode_b64(data, "image")
     try:
         with Image.open(io.BytesIO(raw), formats=["PNG", "JPEG", "WEBP"]) as im:
             w, h = im.size
