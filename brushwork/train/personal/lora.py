@@ -1,0 +1,147 @@
+"""``brushwork train lora``: LoRA on the UNet's attention projections (and with ``--text-encoder`` the text
+encoder's), through peft, saved as a kohya-style ``.safetensors`` file with a model card beside it.
+
+The file's keys are kohya's (``lora_unet_<module path, dots as _>.lora_down.weight`` / ``.lora_up.weight`` /
+``.alpha``; ``lora_te_text_model_…`` for the text encoder), made by diffusers' own converters from peft's state
+dict. Its header metadata says what it is (``ss_*`` as kohya writes them, ``modelspec.*``) and where it came from
+(``brushwork.*``: the base model's sha256, steps, minutes). Loaded with diffusers' ``load_lora_weights`` onto the
+base model it gives the outputs of the trained model (``tests/train/test_personalize_lora.py``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from brushwork.train.personal.base import Objective, check_run, fit, load_base, sample_grid, write_card
+from brushwork.train.personal import DEFAULTS
+from brushwork.train.personal.inputs import Settings, check_out, check_settings, read_folder
+
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+ARCHITECTURES = {"brushwork-shapes": "brushwork-shapes", "sd_v1": "stable-diffusion-v1", "sd_v2": "stable-diffusion-v2"}
+
+
+def train_lora(s: Settings, *, start: float | None = None) -> dict:
+    """Train (or continue) a LoRA as ``s`` says. Returns {"done", "step", "minutes", "work", and when done "out",
+    "card", "samples", "pipe" (the base pipeline with the trained adapters active)}."""
+    from peft import LoraConfig
+
+    start = time.monotonic() if start is None else start
+    check_settings(s)
+    check_out(s)
+    inputs = read_folder(s.images, s.prompt)
+    base = load_base(s.model)
+    work, alpha = s.work_dir, float(s.alpha or s.rank)
+    check_run(work, {"method": "lora", "base_sha256": base.sha256, "inputs_sha256": inputs.sha256, "rank": s.rank,
+                     "alpha": alpha, "text_encoder": s.text_encoder, "batch": s.batch, "seed": s.seed})
+    pipe, size = base.pipe, base.native_size
+    pixels = inputs.pixels(size)
+    torch.manual_seed(s.seed)  # the adapters' initial weights (a resumed run loads its checkpoint over them)
+    pipe.unet.add_adapter(LoraConfig(r=s.rank, lora_alpha=alpha, init_lora_weights="gaussian",
+                                     target_modules=UNET_TARGETS))
+    params = {f"unet.{n}": p for n, p in pipe.unet.named_parameters() if p.requires_grad}
+    if s.text_encoder:
+        pipe.text_encoder.add_adapter(LoraConfig(r=s.rank, lora_alpha=alpha, init_lora_weights="gaussian",
+                                                 target_modules=TEXT_TARGETS))
+        params |= {f"text_encoder.{n}": p for n, p in pipe.text_encoder.named_parameters() if p.requires_grad}
+    obj = Objective(base, pixels, inputs.captions, s.seed)
+    ids = tokenize(pipe.tokenizer, inputs.captions)
+    frozen_states = None
+    if not s.text_encoder:
+        with torch.no_grad():
+            frozen_states = pipe.text_encoder(ids).last_hidden_state
+
+    def loss_at(step: int) -> torch.Tensor:
+        rows = obj.rows(step, s.batch)
+        caps = obj.caption_of[rows]
+        cond = frozen_states[caps] if frozen_states is not None else encode_unique(pipe.text_encoder, ids[caps])
+        return obj.loss(pipe.unet, rows, cond, step)
+
+    trigger = s.prompt or inputs.captions[0]
+    res = fit(work, params, loss_at, steps=s.steps, lr=s.lr, warmup=DEFAULTS["lora"]["warmup"], start=start,
+              max_minutes=s.max_minutes, desc="lora", title=f"LoRA loss (rank {s.rank}, min-SNR-5)",
+              on_save=samples_every(s, pipe, trigger, pixels, size, work), ckpt_every=s.sample_every or 100,
+              progress=s.progress)
+    res["work"] = str(work)
+    if not res["done"]:
+        return res
+    out = Path(s.out)
+    tensors = kohya_state_dict(pipe.unet, pipe.text_encoder if s.text_encoder else None, alpha)
+    minutes = res["minutes"]
+    meta = {
+        "ss_network_module": "networks.lora", "ss_network_dim": str(s.rank), "ss_network_alpha": f"{alpha:g}",
+        "ss_base_model_version": base.family, "ss_v2": str(base.kind == "sd2"),
+        "ss_v_parameterization": str(base.v_pred), "ss_resolution": f"({size}, {size})",
+        "ss_num_train_images": str(len(pixels)), "ss_max_train_steps": str(s.steps), "ss_learning_rate": f"{s.lr:g}",
+        "ss_seed": str(s.seed), "ss_text_encoder_lr": f"{s.lr:g}" if s.text_encoder else "0",
+        "modelspec.sai_model_spec": "1.0.0", "modelspec.architecture": f"{ARCHITECTURES[base.family]}/lora",
+        "modelspec.title": out.stem, "modelspec.license": base.license, "modelspec.trigger_phrase": trigger,
+        "modelspec.resolution": f"{size}x{size}", "modelspec.date": date.today().isoformat(),
+        "brushwork.base_model": base.name, "brushwork.base_sha256": base.sha256, "brushwork.steps": str(res["step"]),
+        "brushwork.minutes": f"{minutes:.2f}", "brushwork.images": str(len(pixels)),
+        "brushwork.text_encoder": str(s.text_encoder).lower(),
+    }
+    save_atomic(tensors, out, meta)
+    card = write_card(out.with_suffix(".md"), f"LoRA: {out.stem}", base, {
+        "Trigger words": f"`{trigger}`", "Rank / alpha": f"{s.rank} / {alpha:g}",
+        "Trained": "UNet attention (to_q, to_k, to_v, to_out.0)" + (
+            " and text-encoder attention (q/k/v/out_proj)" if s.text_encoder else ""),
+        "Steps": f"{res['step']} at batch {s.batch}, lr {s.lr:g}", "Minutes": f"{minutes:.1f}",
+        "Training images": f"{len(pixels)} at {size}×{size} px",
+        "Format": "kohya-style LoRA (.safetensors); load with diffusers `load_lora_weights` or A1111 `<lora:name:1>`",
+    }, front={"tags": ["lora", "brushwork"], "instance_prompt": trigger})
+    return {**res, "out": str(out), "card": str(card), "samples": str(work / "samples.png"), "pipe": pipe}
+
+
+def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
+    """Token ids as the pipelines make them: padded to the model's length, truncated."""
+    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def encode_unique(text_encoder, ids: torch.Tensor) -> torch.Tensor:
+    """``text_encoder(ids).last_hidden_state``, each distinct row encoded once (a batch repeats a few captions)."""
+    uniq, inverse = torch.unique(ids, dim=0, return_inverse=True)
+    return text_encoder(uniq).last_hidden_state[inverse]
+
+
+def kohya_state_dict(unet, text_encoder, alpha: float) -> dict[str, torch.Tensor]:
+    """The adapters as kohya keys (fp32), with ``alpha`` as each module's ``.alpha``."""
+    from diffusers.utils import convert_state_dict_to_kohya
+    from peft import get_peft_model_state_dict
+
+    sd = {f"unet.{k}": v for k, v in get_peft_model_state_dict(unet, save_embedding_layers=False).items()}
+    if text_encoder is not None:
+        sd |= {f"text_encoder.{k}": v
+               for k, v in get_peft_model_state_dict(text_encoder, save_embedding_layers=False).items()}
+    out = {}
+    for key, v in convert_state_dict_to_kohya(sd).items():
+        if key.startswith("lora_te1_"):  # one text encoder: kohya's SD1/SD2 prefix, with CLIP's text_model level
+            rest = key[len("lora_te1_"):]  # (transformers 5's CLIPTextModel has no text_model submodule)
+            key = "lora_te_" + (rest if rest.startswith("text_model_") else "text_model_" + rest)
+        out[key] = torch.tensor(float(alpha)) if key.endswith(".alpha") else v.detach().float().contiguous()
+    return out
+
+
+def save_atomic(tensors: dict, out: Path, metadata: dict) -> None:
+    from safetensors.torch import save_file
+
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(out)
+
+
+def samples_every(s: Settings, pipe, prompt: str, pixels, size: int, work: Path):
+    """``fit``'s ``on_save``: a sample grid at ``work/samples/step_NNNNNN.png``, copied to ``work/samples.png``."""
+    def on_save(step: int) -> None:
+        if step == s.steps or (s.sample_every and step % s.sample_every == 0):
+            path = sample_grid(pipe, [prompt] * 4, work / "samples" / f"step_{step:06d}.png", size, training=pixels,
+                               seed=s.seed)
+            shutil.copyfile(path, work / "samples.png")
+
+    return on_save
