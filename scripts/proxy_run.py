@@ -37,6 +37,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--categories", default="single_object,colors,two_object,position")
     ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--prompts", default=None,
+                    help="prompt file to judge on (default: the benchmark); e.g. a validation set from "
+                         "scripts/make_benchmark_prompts.py --seed 7")
     ap.add_argument("--cfg", type=float, default=7.0)
     ap.add_argument("--eval-only", action="store_true", help="judge OUT/model again, no training")
     args = ap.parse_args()
@@ -64,12 +67,14 @@ def main() -> int:
     ucfg = {**DEFAULT_UNET_CONFIG, **overrides["unet"]}
     tcfg = {**DEFAULT_TEXT_CONFIG, **overrides["text"]}
     cats = args.categories.split(",")
-    prompts = [p for p in load_prompts() if p.category in cats]
+    prompts = [p for p in load_prompts(args.prompts) if p.category in cats]
     if not prompts:
         sys.exit(f"--categories: no benchmark prompt is in {cats}")
     if args.eval_only:
         generate, _ = engine_generate(str(out / "model"), cfg_scale=args.cfg)
-        print(json.dumps(fine_eval(prompts, generate, args.images)))
+        result = fine_eval(prompts, generate, args.images)
+        (out / "proxy_eval.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result))
         return 0
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "latents.safetensors"

@@ -76,6 +76,15 @@ class Studio:
             check_commercial(loaded.name, loaded.license)
         return loaded
 
+    def networks(self, params: GenerationParams):
+        """The LoRA and embedding files ``params`` names (``engine.networks.Networks``), found by name or by the
+        hashes it records; a missing one raises ``NotFound`` naming the known ones. Loads no model."""
+        from brushwork.engine.networks import resolve
+        from brushwork.models.networks import network_names
+
+        return resolve(params, home=self.home, allow_paths=self.allow_paths,
+                       known_embeddings=network_names("textual-inversion", home=self.home))
+
     def loaded_models(self) -> list[str]:
         return list(self._models)
 
@@ -93,26 +102,35 @@ class Studio:
         (with a mask) or outpainting (``params.outpaint``)."""
         from brushwork.engine.images import check_inputs
         from brushwork.engine.img2img import img2img, txt2img_hires
+        from brushwork.engine.networks import apply as apply_networks
+        from brushwork.models.licenses import check_commercial
 
         sampler, schedule = resolve_sampler(params.sampler, params.scheduler)
         seed = params.seed if params.seed is not None else random.randrange(2**32 - params.n)
         params = params.replace(seed=seed, sampler=sampler, scheduler=schedule, **_input_hashes(params, images))
         if images is not None:
             check_inputs(params, images)  # before a model is loaded
+        nets = self.networks(params)  # every LoRA and embedding found before a model is loaded
         loaded = self.model(params.model, commercial=params.commercial)
+        if params.commercial and nets.licenses():
+            check_commercial(loaded.name, loaded.license, loras=nets.licenses())
+        nets = apply_networks(loaded, nets, allow_pickle=self.allow_pickle)
+        params = params.replace(**nets.hashes())
+        run = params.replace(prompt=nets.prompt, negative_prompt=nets.negative_prompt)  # what the encoder sees
         comps = Components.from_pipeline(loaded.pipe, loaded.native_size, loaded.max_size)
         extra = {}
         if images is not None:
-            res = img2img(comps, params, images, seed=seed, on_step=on_step, device=self.device)
+            res = img2img(comps, run, images, seed=seed, on_step=on_step, device=self.device)
             pixels, plan, extra = res.pixels, res.plan, res.extra
         elif params.enable_hr:
-            res = txt2img_hires(comps, params, seed=seed, on_step=on_step, device=self.device)
+            res = txt2img_hires(comps, run, seed=seed, on_step=on_step, device=self.device)
             pixels, plan, extra = res.pixels, res.plan, res.extra
         else:
-            pixels, plan = txt2img(comps, params, seed=seed, on_step=on_step, device=self.device)
+            pixels, plan = txt2img(comps, run, seed=seed, on_step=on_step, device=self.device)
             if plan.upscaled:
                 pixels = [np.asarray(Image.fromarray(p).resize(plan.requested, Image.LANCZOS)) for p in pixels]
                 extra = {"Generated size": f"{plan.generated[0]}x{plan.generated[1]}", "Upscaler": "Lanczos"}
+        extra = {**extra, **nets.infotext()}
         images_out = [Image.fromarray(p) for p in pixels]
         seeds = [seed + i for i in range(params.n)]
         w, h = plan.requested

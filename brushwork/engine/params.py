@@ -8,13 +8,13 @@ field changes meaning; readers of older JSON go through ``GenerationParams.from_
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from brushwork.errors import InvalidParameter
 
-SCHEMA_VERSION = 2  # 2: image-conditioned fields (img2img, inpainting, outpainting, hires fix)
+SCHEMA_VERSION = 3  # 2: image-conditioned fields (img2img, inpainting, outpainting, hires fix); 3: LoRAs, embeddings
 MAX_SIDE = 2048  # hard cap on a requested width or height, in pixels
 MAX_INPUT_PIXELS = 4096 * 4096  # hard cap on an init image or mask, in pixels
 
@@ -30,6 +30,9 @@ EXTEND_MAX = 1024  # pixels added on one side by outpainting
 RESIZE_MODES = ("just resize", "crop and resize", "resize and fill", "latent upscale")
 FILL_MODES = ("fill", "original", "noise", "nothing")
 HIRES_UPSCALERS = ("Latent", "Lanczos", "Nearest")
+LORA_WEIGHT_RANGE = (-10.0, 10.0)
+MAX_NETWORKS = 16  # LoRAs (or embeddings) in one request
+_HASH12 = r"^[0-9a-f]{12}$"
 
 
 class Extend(BaseModel):
@@ -45,6 +48,15 @@ class Extend(BaseModel):
     @property
     def any(self) -> bool:
         return bool(self.left or self.right or self.top or self.bottom)
+
+
+class LoraUse(BaseModel):
+    """A LoRA applied at ``weight`` (``--lora NAME:WEIGHT``; ``<lora:NAME:WEIGHT>`` in the prompt is the other way)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=512)
+    weight: float = Field(default=1.0, ge=LORA_WEIGHT_RANGE[0], le=LORA_WEIGHT_RANGE[1])
 
 
 class GenerationParams(BaseModel):
@@ -82,6 +94,12 @@ class GenerationParams(BaseModel):
             ``hr_scale`` (``Latent``, ``Lanczos`` or ``Nearest``), then an img2img pass of
             ``hr_second_pass_steps`` (0: ``steps``) at ``denoising_strength``.
         init_image_sha256, mask_sha256: the inputs' hashes, set by the engine.
+
+    Extra networks (``engine.networks``):
+        loras: LoRAs to apply besides those the prompt names with ``<lora:NAME:WEIGHT>``.
+        embeddings: textual-inversion embeddings to load besides those whose name the prompt uses.
+        lora_hashes, ti_hashes: name → the file's 12-hex A1111 hash, set by the engine; a request
+            that carries them (``--from-png``) loads the files with those hashes.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -113,6 +131,10 @@ class GenerationParams(BaseModel):
     hr_second_pass_steps: int = Field(default=0, ge=0, le=STEPS_RANGE[1])
     init_image_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     mask_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    loras: list[LoraUse] = Field(default_factory=list, max_length=MAX_NETWORKS)
+    embeddings: list[str] = Field(default_factory=list, max_length=MAX_NETWORKS)
+    lora_hashes: dict[str, Annotated[str, Field(pattern=_HASH12)]] | None = None
+    ti_hashes: dict[str, Annotated[str, Field(pattern=_HASH12)]] | None = None
 
     @field_validator("hr_upscaler")
     @classmethod

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ class LoadedModel:
         prediction_type: epsilon / v_prediction, as set on the scheduler.
         path: where the weights came from.
         vae: display name of an overriding VAE, if any.
+        networks: the LoRA adapters and embeddings loaded into ``pipe`` (kept by ``engine.networks``).
     """
 
     pipe: Any
@@ -66,6 +67,7 @@ class LoadedModel:
     prediction_type: str
     path: Path
     vae: str | None = None
+    networks: dict = field(default_factory=dict)
 
 
 def parse_dtype(dtype: torch.dtype | str) -> torch.dtype:
