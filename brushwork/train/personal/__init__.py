@@ -11,8 +11,9 @@
                    saved as a diffusers folder.
 """
 
-# Sized on the bundled model (64 px) on 2 CPU cores, measured with 1 thread on a busy machine (pessimistic): a LoRA
-# step at batch 16 0.59 s, a full UNet step 0.97 s; see docs in brushwork/train/personal/README-less report.
+# Sized on the bundled model (64 px, 5 images) with 1 thread on a busy 2-core machine (pessimistic): a batch-16 step
+# takes 0.59 s (LoRA rank 8), 0.63 s (textual inversion), 0.97 s (full UNet); loading 6 s, a 4-image sample grid
+# 2.9 s. So LoRA ~4.3 min, textual inversion ~4.6 min, DreamBooth (32 class images ~0.5 min) ~9.5 min.
 DEFAULTS = {
     "lora": dict(steps=400, lr=1e-3, batch=16, warmup=20),
     "embedding": dict(steps=400, lr=2e-3, batch=16, warmup=20),
