@@ -30,6 +30,12 @@ def _common(g) -> None:
     g.add_argument("--commercial", action="store_true", help="refuse models whose licence forbids commercial use")
     g.add_argument("--allow-pickle", action="store_true", help="read pickled weights (weights_only=True only)")
     g.add_argument("--dtype", default="fp32", help="fp32 (default), bf16 or fp16")
+    g.add_argument("--lora", action="append", default=None, metavar="NAME_OR_FILE[:WEIGHT]",
+                   help="apply a LoRA (weight 1 by default); repeat to stack. <lora:NAME:WEIGHT> in the prompt "
+                        "works too")
+    g.add_argument("--embedding", action="append", default=None, metavar="NAME_OR_FILE",
+                   help="load a textual-inversion embedding; write its name in the prompt. Embeddings in "
+                        "$BRUSHWORK_HOME/embeddings load when the prompt names them")
     g.set_defaults(handler=_generate, image=None, mask=None)
 
 
@@ -109,10 +115,29 @@ def params_from_args(args):
             flags["inpainting_mask_invert"] = True
     if getattr(args, "extend", None) is not None:
         flags["outpaint"] = parse_extend(args.extend)
+    if getattr(args, "lora", None):
+        flags["loras"] = [*base.get("loras", []), *(parse_lora_flag(v) for v in args.lora)]
+    if getattr(args, "embedding", None):
+        flags["embeddings"] = [*base.get("embeddings", []), *args.embedding]
     values = {**base, **{k: v for k, v in flags.items() if v is not None}}
     if args.commercial:
         values["commercial"] = True
     return GenerationParams.build(**values)
+
+
+def parse_lora_flag(value: str) -> dict:
+    """``--lora NAME_OR_FILE[:WEIGHT]`` → ``{"name", "weight"}``; a weight that is not a number is refused."""
+    name, sep, weight = value.rpartition(":")
+    if not sep or "/" in weight or "\\" in weight:
+        return {"name": value, "weight": 1.0}
+    try:
+        number = float(weight)
+    except ValueError:
+        raise InvalidParameter(f"--lora {value}: the weight {weight!r} is not a number (write NAME:WEIGHT)",
+                               field="lora") from None
+    if not name:
+        raise InvalidParameter(f"--lora {value}: no LoRA name before the weight", field="lora")
+    return {"name": name, "weight": number}
 
 
 def _first_given(*values):

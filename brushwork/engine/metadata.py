@@ -162,7 +162,21 @@ def params_from_infotext(text: str) -> GenerationParams:
     if "Sampler" in info:
         sampler, schedule = resolve_sampler(info["Sampler"], info.get("Schedule type"))
         values.update(sampler=sampler, scheduler=schedule)
+    for key, name in (("Lora hashes", "lora_hashes"), ("TI hashes", "ti_hashes")):
+        if key in info:
+            values[name] = _name_hashes(info[key], key)
     return GenerationParams.build(**values)
+
+
+def _name_hashes(text: str, key: str) -> dict[str, str]:
+    """``"name: hash, name: hash"`` (A1111's ``Lora hashes`` / ``TI hashes``) → ``{name: hash}``."""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, digest = item.rpartition(":")
+        if not sep or not name.strip() or not re.fullmatch(r"[0-9a-fA-F]{12}", digest.strip()):
+            raise InvalidParameter(f"infotext {key}: {item!r} is not 'name: 12-hex hash'", field=key)
+        out[name.strip()] = digest.strip().lower()
+    return out
 
 
 def save_png(image, path: str | os.PathLike, infotext: str, params_json: str) -> Path:

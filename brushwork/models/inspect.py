@@ -88,6 +88,13 @@ def inspect_model(path: str | os.PathLike, *, hash: bool = False, allow_pickle: 
     if s.format == "safetensors":
         kind, base, arch = classify(s.tensors)
         out["metadata"] = {k: (v if len(v) <= 200 else v[:200] + "…") for k, v in sorted(s.metadata.items())[:50]}
+        if kind in ("lora", "textual-inversion"):
+            from brushwork.models.networks import metadata_license, network_base
+
+            base = network_base(base, arch, s.metadata)
+            if metadata_license(s.metadata):
+                out["card"] = {"license": metadata_license(s.metadata), "base_model": s.metadata.get(
+                    "brushwork.base_model"), "tags": [], "brushwork": {}, "card": "safetensors metadata"}
     elif s.format == "pickle":
         kind, base, arch = _inspect_pickle(s, allow_pickle)
     elif s.format == "diffusers-folder":
@@ -95,7 +102,7 @@ def inspect_model(path: str | os.PathLike, *, hash: bool = False, allow_pickle: 
     else:
         kind, base, arch = "unknown", None, {}
     out.update({"kind": kind, "base": base, "architecture": arch, "size": s.size, "size_human": human_size(s.size)})
-    card = read_card(p)
+    card = read_card(p) if "card" not in out else {}
     if card:
         out["card"] = card
     if hash:

@@ -90,14 +90,23 @@ def describe(path: Path, name: str, *, kind: str | None = None, license: str | N
     if found not in KINDS or (kind is not None and found != kind):
         want = WHAT[kind] if kind else "LoRA or embedding"
         raise ModelFileError(f"{path.name}: not a {want} file (it looks like: {found})")
+    base = network_base(base, arch, meta)
+    lic = license or metadata_license(meta)
+    return NetworkFile(found, name, path, short_hash(path, s.format), base, normalize_license(lic), s.size, s.format,
+                       arch, meta)
+
+
+def network_base(base: str | None, arch: dict, meta: dict) -> str | None:
+    """A LoRA's or embedding's family: kohya's ``ss_base_model_version`` (or ``ss_v2``), else what its shapes
+    say (``kinds.classify``), else its width (128: ``brushwork-shapes``)."""
     declared = KOHYA_BASES.get(meta.get("ss_base_model_version", ""))
     if declared is None and meta.get("ss_v2") == "True":
         declared = "sd2"
-    width = arch.get("cross_attention_dim") or arch.get("width")
-    base = declared or base or FAMILY_WIDTHS.get(width)
-    lic = license or meta.get("modelspec.license") or meta.get("license")
-    return NetworkFile(found, name, path, short_hash(path, s.format), base, normalize_license(lic), s.size, s.format,
-                       arch, meta)
+    return declared or base or FAMILY_WIDTHS.get(arch.get("cross_attention_dim") or arch.get("width"))
+
+
+def metadata_license(meta: dict) -> str | None:
+    return meta.get("modelspec.license") or meta.get("license")
 
 
 def list_networks(kind: str, *, home=None) -> list[NetworkFile]:

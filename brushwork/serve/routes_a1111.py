@@ -331,14 +331,33 @@ async def sd_vae() -> list[dict]:
     return []
 
 
-@router.get("/loras", summary="LoRAs (none yet)")
-async def loras() -> list[dict]:
-    return []
+@router.get("/loras", summary="LoRAs: the registry's and those in <home>/loras (use as <lora:NAME:WEIGHT>)")
+async def loras(request: Request) -> list[dict]:
+    files = await run_in_threadpool(service(request).list_networks, "lora")
+    return [{"name": f.name, "alias": f.name, "path": f.path.name, "metadata": _public_metadata(f),
+             "hash": f.hash12, "base": f.base, "license": f.license, "size": f.size} for f in files]
 
 
-@router.get("/embeddings", summary="Textual-inversion embeddings (none yet)")
-async def embeddings() -> dict:
-    return {"loaded": {}, "skipped": {}}
+@router.post("/refresh-loras", summary="Rescan <home>/loras (the list is read again on every request)")
+async def refresh_loras(request: Request) -> None:
+    await run_in_threadpool(service(request).list_networks, "lora")
+
+
+@router.get("/embeddings", summary="Textual-inversion embeddings: write the name in the prompt")
+async def embeddings(request: Request) -> dict:
+    files = await run_in_threadpool(service(request).list_networks, "textual-inversion")
+    model = service(request).current_model()
+
+    def item(f):
+        return {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": model, "vectors": f.architecture.get(
+            "vectors"), "shape": f.architecture.get("width"), "hash": f.hash12, "base": f.base}
+    return {"loaded": {f.name: item(f) for f in files}, "skipped": {}}
+
+
+def _public_metadata(f) -> dict:
+    """The file's safetensors metadata, without what would disclose the training machine's paths."""
+    hidden = ("ss_dataset_dirs", "ss_output_name", "ss_sd_model_name", "ss_vae_name", "ss_training_comment")
+    return {k: v[:500] for k, v in f.metadata.items() if k not in hidden and "path" not in k.lower()}
 
 
 @router.get("/scripts", summary="Scripts (none: clients use this to detect extensions)")

@@ -250,6 +250,24 @@ class Service:
         return {"name": res.name, "path": res.path, "license": license_id,
                 "kind": getattr(res.entry, "kind", None)}
 
+    def networks(self, params: GenerationParams):
+        """The LoRA and embedding files a request names (``engine.networks.resolve``), never by path."""
+        from brushwork.engine.networks import resolve
+        from brushwork.models.networks import network_names
+
+        home = self.config.home
+        try:
+            return resolve(params, home=home, allow_paths=False,
+                           known_embeddings=network_names("textual-inversion", home=home))
+        except BrushworkError as exc:
+            field = exc.field or ("prompt" if "<lora:" in params.prompt else "loras")
+            raise with_field(exc, str(exc) if str(exc).startswith(f"{field}:") else f"{field}: {exc}", field) from None
+
+    def list_networks(self, kind: str) -> list:
+        from brushwork.models.networks import list_networks
+
+        return list_networks(kind, home=self.config.home)
+
     # ------------------------------------------------------------ submitting
 
     def prepare(self, values: dict[str, Any], *, rename: dict[str, str] | None = None,
@@ -277,10 +295,11 @@ class Service:
             params = GenerationParams.build(**{**values, "schema_version": SCHEMA_VERSION})
             sampler, schedule = resolve_sampler(params.sampler, params.scheduler)
             model = self.resolve_model(params.model, field="model")
+            nets = self.networks(params)  # every LoRA and embedding the request names exists
             if params.commercial:
                 from brushwork.models.licenses import check_commercial
 
-                check_commercial(model["name"], model["license"])
+                check_commercial(model["name"], model["license"], loras=nets.licenses())
             factor = latent_factor(str(model["path"]))
             for name in ("width", "height"):
                 v = getattr(params, name)

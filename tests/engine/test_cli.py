@@ -94,6 +94,10 @@ def test_random_seed_is_recorded(tiny_model, tmp_path, capsys):
     (["--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
     (["--model", "no-such-model"], "no-such-model"),
     (["--from-png", "/nonexistent.png"], "/nonexistent.png"),
+    (["--lora", "shiny:abc"], "--lora shiny:abc: the weight 'abc' is not a number"),
+    (["--lora", "nope:0.5"], "no LoRA named 'nope' (known: none"),
+    (["--prompt-override", "a circle <lora:nope:x>"], "prompt: <lora:nope:x>: the weight 'x' is not a number"),
+    (["--embedding", "nothing"], "no embedding named 'nothing'"),
 ])
 def test_bad_input_one_line(tiny_model, tmp_path, args, message):
     prompt = "a red circle"

@@ -308,3 +308,44 @@ def test_sdxl_kohya_lora_is_detected_and_refused_on_sd15(tmp_path, lora_dir):
     with pytest.raises(BrushworkError) as e:
         _gen(Studio(), folder, "x <lora:xl:1>")
     assert "is for sdxl models" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cli_lora_flag_and_from_png(tiny_model, lora_dir, tmp_path, capsys):
+    from brushwork.cli import main
+    from brushwork.engine.metadata import params_from_infotext, read_png_info
+
+    loras.kohya_lora(_pipe(tiny_model), lora_dir / "shiny.safetensors")
+    base = ["generate", "a red circle", "--seed", "2", "--steps", "2", "--model", str(tiny_model)]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    plain = capsys.readouterr().out.split()[0]
+    assert main([*base, "--lora", "shiny:0.6", "--out", str(tmp_path / "b")]) == 0
+    with_lora = capsys.readouterr().out.split()[0]
+    assert main(["generate", "--from-png", with_lora, "--out", str(tmp_path / "c")]) == 0
+    again = capsys.readouterr().out.split()[0]
+    px = [np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(p)).astype(int) for p in (plain, with_lora, again)]
+    assert np.abs(px[1] - px[0]).max() > 0 and np.array_equal(px[1], px[2])
+    info = read_png_info(with_lora)["parameters"]
+    assert "Lora hashes: " in info
+    assert params_from_infotext(info).lora_hashes == GenerationParams.from_json(
+        __import__("json").dumps(read_png_info(with_lora)["brushwork"]["params"])).lora_hashes
+
+
+def test_infotext_hashes_must_be_well_formed():
+    from brushwork.engine.metadata import params_from_infotext
+
+    ok = params_from_infotext('x\nSteps: 2, Lora hashes: "a: 0123456789ab, b-c: abcdefabcdef", TI hashes: "t: 00000000aaaa"')
+    assert ok.lora_hashes == {"a": "0123456789ab", "b-c": "abcdefabcdef"} and ok.ti_hashes == {"t": "00000000aaaa"}
+    with pytest.raises(InvalidParameter) as e:
+        params_from_infotext('x\nSteps: 2, Seed: 1, Lora hashes: "a: 123"')
+    assert "Lora hashes" in str(e.value)
+
+
+def test_models_add_registers_a_lora_with_its_family_licence_and_rank(tiny_model, tmp_path):
+    from brushwork.models.registry import Registry
+
+    path = loras.kohya_lora(_pipe(tiny_model), tmp_path / "mine.safetensors", rank=4, metadata={
+        "ss_base_model_version": "brushwork-shapes", "modelspec.license": "cc-by-nc-4.0"})
+    with Registry() as reg:
+        e = reg.add(path)
+    assert (e.name, e.kind, e.base, e.license) == ("mine", "lora", "brushwork-shapes", "cc-by-nc-4.0")
+    assert e.architecture["rank"] == 4 and e.size == path.stat().st_size
