@@ -112,6 +112,15 @@ def _edit_values(kind: str, image, strength: float, extra) -> dict:
     return values
 
 
+def lora_tag_added(prompt: str, name: str, weight: float) -> str:
+    """``prompt`` with ``<lora:NAME:WEIGHT>`` at its end, replacing a tag of the same name already there."""
+    import re
+
+    tag = f"<lora:{name}:{float(weight):g}>"
+    kept = re.sub(rf"\s*<lora:{re.escape(name)}(:[^<>]*)?>", "", prompt or "", flags=re.IGNORECASE).rstrip()
+    return f"{kept} {tag}" if kept else tag
+
+
 def build_ui(service: Service):
     import gradio as gr
 
@@ -158,6 +167,10 @@ def build_ui(service: Service):
                     hr_scale = gr.Slider(HR_SCALE_RANGE[0], HR_SCALE_RANGE[1], value=2, step=0.25, label="Upscale by")
                     hr_upscaler = gr.Dropdown(list(HIRES_UPSCALERS), value="Latent", label="Upscaler")
                     hr_strength = gr.Slider(0, 1, value=0.7, step=0.05, label="Hires denoising strength")
+                with gr.Row():
+                    lora_name = gr.Dropdown(label="LoRA", choices=[], elem_id="lora-name")
+                    lora_weight = gr.Slider(-2, 2, value=1, step=0.05, label="LoRA weight", elem_id="lora-weight")
+                    add_lora = gr.Button("Add LoRA to prompt", elem_id="lora-add")
                 with gr.Row():
                     generate = gr.Button("Generate", variant="primary", elem_id="generate")
                     cancel = gr.Button("Cancel", elem_id="cancel")
@@ -249,7 +262,18 @@ def build_ui(service: Service):
         def load():
             names, current = model_choices()
             items, files = gallery_items()
-            return gr.update(choices=names, value=current), items, files
+            return gr.update(choices=names, value=current), items, files, gr.update(choices=lora_choices())
+
+        def lora_choices():
+            try:
+                return [f.name for f in service.list_networks("lora")]
+            except BrushworkError:
+                return []
+
+        def insert_lora(prompt_v, name, weight):
+            if not name:
+                raise gr.Error("pick a LoRA first")
+            return lora_tag_added(prompt_v, name, weight)
 
         def pick(files, evt: gr.SelectData):
             path = files[evt.index] if evt.index is not None and evt.index < len(files) else None
@@ -279,9 +303,12 @@ def build_ui(service: Service):
                                 [job_id, tab["status"], tab["result"], tab["info"]], concurrency_limit=None,
                                 show_progress="hidden")
         cancel.click(stop, [job_id], None, concurrency_limit=None, show_progress="hidden")
-        ui.load(load, None, [model, gallery, paths], concurrency_limit=None, show_progress="hidden")
-        refresh.click(load, None, [model, gallery, paths], concurrency_limit=None, show_progress="hidden")
-        gallery_tab.select(load, None, [model, gallery, paths], concurrency_limit=None, show_progress="hidden")
+        loaded = [model, gallery, paths, lora_name]
+        ui.load(load, None, loaded, concurrency_limit=None, show_progress="hidden")
+        refresh.click(load, None, loaded, concurrency_limit=None, show_progress="hidden")
+        gallery_tab.select(load, None, loaded, concurrency_limit=None, show_progress="hidden")
+        add_lora.click(insert_lora, [prompt, lora_name, lora_weight], [prompt], concurrency_limit=None,
+                       show_progress="hidden")
         gallery.select(pick, [paths], [picked_info, picked], concurrency_limit=None, show_progress="hidden")
         reuse.click(reuse_settings, [picked], [prompt, negative, model, sampler, scheduler, steps, cfg, seed,
                                               width, height, tabs], concurrency_limit=None, show_progress="hidden")

@@ -21,6 +21,10 @@ def register(sub) -> None:
     r.add_argument("--init", default=None, metavar="MODEL",
                    help="continue from this model (a registered name, a diffusers folder, or 'default' for the "
                         "bundled one): its VAE, tokenizer and text encoder are kept, its UNet trains on")
+    r.add_argument("--train-text-encoder", action="store_true",
+                   help="train the text encoder with the UNet (with --init: from the model's own)")
+    r.add_argument("--text-encoder-lr", type=float, default=None,
+                   help="the text encoder's peak learning rate with --train-text-encoder (default: the UNet's)")
     r.set_defaults(handler=_recipe)
 
     v = tsub.add_parser("vae", help="train a small AutoencoderKL")
@@ -128,8 +132,15 @@ def _recipe(args) -> int:
 
     from brushwork.train.recipe import Recipe, run_recipe
 
-    _check_positive(images=args.images, vae_steps=args.vae_steps, unet_steps=args.unet_steps, max_minutes=args.max_minutes)
+    from brushwork.errors import InvalidParameter
+
+    _check_positive(images=args.images, vae_steps=args.vae_steps, unet_steps=args.unet_steps, max_minutes=args.max_minutes,
+                    text_encoder_lr=args.text_encoder_lr)
+    if args.text_encoder_lr is not None and not args.train_text_encoder:
+        raise InvalidParameter("--text-encoder-lr needs --train-text-encoder")
     changes = {k: getattr(args, k) for k in ("images", "vae_steps", "unet_steps", "seed") if getattr(args, k) is not None}
+    if args.train_text_encoder:
+        changes.update(unet_train_text_encoder=True, unet_text_encoder_lr=args.text_encoder_lr)
     res = run_recipe(args.work, replace(Recipe(), **changes), init=args.init, max_minutes=args.max_minutes,
                      log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(res))

@@ -101,7 +101,8 @@ def timestep_probs(snr_all: torch.Tensor, snr_gamma: float | None, snr_floor: fl
 def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, steps: int = 3000, batch: int = 64,
                lr: float = 3e-4, warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1,
                snr_gamma: float | None = 5.0, snr_floor: float = 0.0, timesteps: str = "uniform",
-               train_text_encoder: bool = True, text_encoder_dir=None, init=None, bf16: bool = False, seed: int = 0,
+               train_text_encoder: bool = True, text_encoder_lr: float | None = None, text_encoder_dir=None,
+               init=None, bf16: bool = False, seed: int = 0,
                max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
     """Train (or resume). Returns {"done": bool, "step": int, "step_offset": int, "unet": UNet, "text_encoder": TE}
@@ -117,7 +118,8 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
       continuation does not replay what the model has seen. ``vae_dir``/``tokenizer_dir`` must then be None.
 
     With ``train_text_encoder=False`` the text encoder is frozen and the text states of every caption are computed
-    once, so a step runs the UNet alone."""
+    once, so a step runs the UNet alone. ``text_encoder_lr`` (default ``lr``) is the text encoder's peak learning
+    rate when it trains; it follows the same warm-up and cosine."""
     from brushwork.train.init import Start
 
     if timesteps not in TIMESTEP_SAMPLING:
@@ -142,7 +144,10 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
     sched = DDPMScheduler.from_config(init.scheduler_config)
     v_pred = sched.config.prediction_type == "v_prediction"
     params = list(unet.parameters()) + (list(te.parameters()) if train_text_encoder else [])
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    groups = [{"params": list(unet.parameters()), "scale": 1.0}]
+    if train_text_encoder:
+        groups.append({"params": list(te.parameters()), "scale": (text_encoder_lr or lr) / lr})
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
     modules = {"unet": unet, "text_encoder": te}
     emas = {"unet": EMA(unet), "text_encoder": EMA(te)}
     ckpt = out_dir / "checkpoint"
@@ -156,7 +161,7 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
     te.train(train_text_encoder)
     while step < steps:
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, lr, warmup, steps, final_lr_frac)
+            g["lr"] = lr_at(step, lr, warmup, steps, final_lr_frac) * g["scale"]
         idx = torch.from_numpy(batch_indices(data.weights, seed, offset + step, batch))
         gen = torch.Generator().manual_seed(seed * 1_000_003 + offset + step)
         lat = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=gen)) * scale

@@ -74,6 +74,7 @@ class Recipe:
     unet_snr_floor: float = 0.0  # v7: 0.3
     unet_timesteps: str = "uniform"  # v7: "weighted" (timesteps drawn in proportion to the min-SNR weights)
     unet_train_text_encoder: bool = False  # v10 and before: True (trained jointly, from random weights)
+    unet_text_encoder_lr: float | None = None  # when the text encoder trains: its peak lr (None: unet_lr)
     continue_warmup: int = 100  # --init: warm-up steps of the fresh optimizer
 
 
@@ -141,7 +142,8 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, init: str | None 
     unet_kw = dict(steps=recipe.unet_steps, batch=recipe.unet_batch, lr=recipe.unet_lr,
                    final_lr_frac=recipe.unet_final_lr_frac, snr_gamma=recipe.unet_snr_gamma,
                    snr_floor=recipe.unet_snr_floor, timesteps=recipe.unet_timesteps, seed=recipe.seed,
-                   train_text_encoder=recipe.unet_train_text_encoder, max_minutes=left(), progress=progress)
+                   train_text_encoder=recipe.unet_train_text_encoder, text_encoder_lr=recipe.unet_text_encoder_lr,
+                   max_minutes=left(), progress=progress)
     with times.stage("unet") as stage:
         if start is None:
             te_dir = None if recipe.unet_train_text_encoder else clip_dir / "text_encoder"

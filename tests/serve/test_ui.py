@@ -45,3 +45,15 @@ def test_outpaint_and_img2img_values():
     assert _edit_values("outpaint", image, 1.0, "left=8, top=4")["outpaint"] == {"left": 8, "top": 4}
     plain = _edit_values("img2img", image, 0.3, None)
     assert plain["_mask"] is None and plain["denoising_strength"] == 0.3 and "outpaint" not in plain
+
+
+def test_lora_picker_inserts_the_prompt_tag():
+    from brushwork.engine.networks import split_lora_tags
+    from brushwork.serve.ui import lora_tag_added
+
+    assert lora_tag_added("a red circle", "shiny", 0.8) == "a red circle <lora:shiny:0.8>"
+    again = lora_tag_added("a red circle <lora:shiny:1> <lora:other:0.5>", "shiny", -0.25)
+    assert again == "a red circle <lora:other:0.5> <lora:shiny:-0.25>"
+    text, uses = split_lora_tags(again)
+    assert text == "a red circle" and [(u.name, u.weight) for u in uses] == [("other", 0.5), ("shiny", -0.25)]
+    assert lora_tag_added("", "x", 1) == "<lora:x:1>"

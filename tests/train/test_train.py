@@ -107,6 +107,22 @@ def test_training_changes_weights_and_loss_is_finite(tmp_path, data):
     assert res["done"]
 
 
+def test_text_encoder_learning_rate_scales_its_updates(tmp_path, data):
+    """``text_encoder_lr`` sets the text encoder's own step size: 0-ish leaves it nearly where it started, while the
+    UNet moves as before."""
+    root, d, vae_dir = data
+    moved = {}
+    for name, te_lr in (("same", None), ("tiny", 1e-9)):
+        train_unet(d, vae_dir, root / "tok", tmp_path / name, steps=2, batch=4, unet_config=TINY_UNET,
+                   text_config=TINY_TEXT, progress=False, warmup=1, lr=1e-3, text_encoder_lr=te_lr)
+        ckpt = tmp_path / name / "checkpoint"
+        state = json.loads((ckpt / "state.json").read_text())
+        assert all(np.isfinite(state["losses"]))
+        moved[name] = load_file(ckpt / "text_encoder.safetensors")
+    diffs = [float((moved["same"][k] - moved["tiny"][k]).abs().max()) for k in moved["same"]]
+    assert max(diffs) > 1e-5  # the default rate moved the text encoder where the tiny one barely did
+
+
 def test_lr_schedule_warms_up_then_decays_to_the_final_fraction():
     from brushwork.train.diffusion import lr_at
 
