@@ -1,17 +1,26 @@
-"""Personalisation on a model (default: the bundled one): 5 diamond renders → LoRA, textual inversion, DreamBooth.
+"""Personalisation measured with the judge: a shape the model never saw, learnt from 5 renders.
 
-    .venv/bin/python scripts/personalize_eval.py --work runs/personalize [--model default] [--steps N]
-        [--class-images K] [--only lora,embedding,dreambooth]
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
+        --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
+        [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K]
 
-1. renders 5 images of "a <colour> diamond" (five colours; diamonds are never in the default model's training data)
-   at the model's native size into ``WORK/images``;
-2. trains each method with its defaults (or ``--steps``): ``brushwork train lora --prompt "a diamond"``,
-   ``train embedding --token "<diamond>"``, ``train dreambooth --class-prompt "a square"``, timing each run;
-3. prints one JSON report (also ``WORK/report.json``): per method, done, steps, wall-clock minutes of this run and
-   the trainer's own count (every run of its work folder), and the output's size in bytes.
+1. Renders 5 images each of "a <colour> diamond" and "a <colour> crescent" (red, blue, green, yellow, purple;
+   neither shape is in the default model's training data) at the model's native size.
+2. Trains, timing each run (``brushwork train`` defaults unless ``--steps``): a diamond LoRA, a crescent LoRA (for
+   stacking), a textual-inversion token ``<diamond>``, and a DreamBooth of diamonds (class prompt "a square").
+3. Judges 4 images per prompt of a 43-prompt diamond set in five categories (single_object, colors, counting,
+   two_object, position), with colours, counts and layouts the 5 images never show:
+   - the base model alone (what it does without being taught), the LoRA at weight 1, the LoRA at weight 0
+     (bit-identical to the base: checked image by image), the DreamBooth model, and the embedding (prompts with
+     ``<diamond>`` for "diamond", judged as the diamond prompt);
+   - stacking: 10 prompts naming a diamond and a crescent, with both LoRAs at weight 1.
+4. With ``--benchmark``, the whole benchmark (``brushwork eval adherence``'s prompts) with the diamond LoRA at
+   weight 1 and with the DreamBooth model, against ``--scores`` (the model's own report): the forgetting check.
 
-The acceptance limits (issue): LoRA and textual inversion ≤ 5 minutes, DreamBooth ≤ 15 minutes. The sample grids
-are in each output's work folder (``WORK/<method>.work/samples.png``); judging them is left to the benchmark.
+Floors (issue 21), against the model's own scores from ``--scores``: LoRA single_object ≥ 0.8 × single_object;
+stacking ≥ 0.5 × two_object; embedding single_object ≥ 0.5 × single_object; DreamBooth single_object ≥ 0.8 ×
+single_object; forgetting: overall drop ≤ 0.03, any category ≤ 0.08. Time limits: LoRA and embedding ≤ 5 minutes,
+DreamBooth ≤ 15. Writes ``WORK/report.json`` and prints it.
 """
 
 from __future__ import annotations
@@ -22,11 +31,14 @@ import sys
 import time
 from pathlib import Path
 
-COLOURS = ("red", "blue", "green", "yellow", "purple")
+import numpy as np
+
+COLOURS = ("red", "blue", "green", "yellow", "purple")  # the training renders' colours
 LIMITS = {"lora": 5, "embedding": 5, "dreambooth": 15}
+TOKEN = "<diamond>"
 
 
-def render_diamonds(folder: Path, size: int, seed: int = 0) -> Path:
+def render_shapes(folder: Path, shape: str, size: int, seed: int = 0) -> Path:
     from PIL import Image
 
     from brushwork.world.grammar import parse
@@ -35,54 +47,182 @@ def render_diamonds(folder: Path, size: int, seed: int = 0) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, colour in enumerate(COLOURS):
-        px = render(sample_scene(parse(f"a {colour} diamond"), seed + i, width=size))
-        Image.fromarray(px).save(folder / f"diamond_{colour}.png")
+        px = render(sample_scene(parse(f"a {colour} {shape}"), seed + i, width=size))
+        Image.fromarray(px).save(folder / f"{shape}_{colour}.png")
     return folder
 
 
-def size_of(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def shape_prompts(shape: str = "diamond") -> list[tuple[str, str]]:
+    """43 ``(prompt, category)`` pairs about ``shape``; colours other than the training renders' come first."""
+    from brushwork.world.vocab import PALETTE, TRAIN_SHAPES
+
+    new = [c for c in PALETTE if c not in COLOURS]
+    colours = new + list(COLOURS)
+    others = list(TRAIN_SHAPES)
+    plural = shape + "s"
+    out = [(f"a {shape}", "single_object"), (f"a small {shape}", "single_object"), (f"a large {shape}", "single_object")]
+    out += [(f"a {shape} on a {c} background", "single_object") for c in new[:7]]
+    out += [(f"a {c} {shape}", "colors") for c in colours[:10]]
+    out += [(f"{n} {plural}", "counting") for n in ("two", "three")]
+    out += [(f"{n} {c} {plural}", "counting") for n, c in zip(("two", "three", "two", "four", "three", "two"), new)]
+    out += [(f"a {shape} and a {o}", "two_object") for o in others]
+    out += [(f"a {o} and a {shape}", "two_object") for o in others[:4]]
+    rel = ("above", "below", "to the left of", "to the right of")
+    out += [(f"a {shape} {r} a {o}", "position") for r, o in zip(rel, others)]
+    out += [(f"a {o} {r} a {shape}", "position") for r, o in zip(rel, reversed(others))]
+    return out
+
+
+def bench_prompts(pairs, replace: tuple[str, str] | None = None):
+    """``BenchPrompt``s judged against each pair's own text; with ``replace`` (old, new) the text the model gets has
+    ``old`` swapped for ``new`` (the embedding's token), while the judge still reads the original."""
+    from brushwork.evaluate.prompt_sets import BenchPrompt
+    from brushwork.world.grammar import parse
+
+    out = []
+    for text, category in pairs:
+        shown = text.replace(*replace) if replace else text
+        out.append(BenchPrompt(shown, category, False, parse(text)))
+    return out
+
+
+def train(method: str, images: Path, out: Path, args, **kw) -> dict:
+    from brushwork.train.personal import run
+    from brushwork.train.personal.inputs import Settings
+
+    s = Settings(method=method, images=str(images), model=args.model, steps=args.steps, out=str(out),
+                 work=str(out.parent / f"{out.name}.work"), progress=False, **kw)
+    t = time.monotonic()
+    res = run(s, start=t)
+    size = out.stat().st_size if out.is_file() else sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {"done": res["done"], "steps": res["step"], "minutes_this_run": round((time.monotonic() - t) / 60, 2),
+            "minutes_total": round(res["minutes"], 2), "limit_minutes": LIMITS[method],
+            "within_limit": res["minutes"] <= LIMITS[method], "bytes": size, "out": str(out)}
+
+
+def judged(prompts, generate, n: int, out_dir: Path | None = None) -> dict:
+    from brushwork.evaluate.adherence import run_adherence
+
+    rep = run_adherence(prompts, generate, images_per_prompt=n, seed=0, out_dir=out_dir)
+    return {"overall": rep["overall"], "categories": rep["categories"], "failure_kinds": rep.get("failure_kinds")}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from brushwork.engine.api import Studio
+    from brushwork.engine.bench import engine_generate
+    from brushwork.evaluate.prompt_sets import load_prompts
     from brushwork.models.load import load_pipeline
-    from brushwork.train.personal import run
-    from brushwork.train.personal.inputs import Settings
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", required=True)
     ap.add_argument("--model", default="default")
+    ap.add_argument("--scores", required=True, help="the model's own benchmark report.json (4 images per prompt)")
+    ap.add_argument("--only", default="lora,stack,embedding,dreambooth")
+    ap.add_argument("--benchmark", action="store_true", help="also the forgetting checks on the whole benchmark")
+    ap.add_argument("--images-per-prompt", type=int, default=4)
     ap.add_argument("--steps", type=int, default=None, help="override every method's default steps")
     ap.add_argument("--class-images", type=int, default=32)
-    ap.add_argument("--only", default="lora,embedding,dreambooth")
     args = ap.parse_args(argv)
     work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    own = json.loads(Path(args.scores).read_text())
+    own_cat = own["categories"]
+    only = set(args.only.split(","))
+    n = args.images_per_prompt
     native = load_pipeline(args.model, hash=False).native_size
-    images = render_diamonds(work / "images", native)
-    jobs = {
-        "lora": dict(prompt="a diamond", out=str(work / "diamond-lora.safetensors")),
-        "embedding": dict(token="<diamond>", out=str(work / "diamond-embedding.safetensors")),
-        "dreambooth": dict(prompt="a diamond", class_prompt="a square", class_images=args.class_images,
-                           out=str(work / "diamond-dreambooth")),
-    }
-    report = {"model": args.model, "images": len(COLOURS), "size": native, "methods": {}}
-    for method in args.only.split(","):
-        s = Settings(method=method, images=str(images), model=args.model, steps=args.steps,
-                     work=str(work / f"{method}.work"), **jobs[method])
-        t = time.monotonic()
-        res = run(s, start=t)
-        minutes = (time.monotonic() - t) / 60
-        out = Path(jobs[method]["out"])
-        report["methods"][method] = {
-            "done": res["done"], "steps": res["step"], "minutes_this_run": round(minutes, 2),
-            "minutes_total": round(res["minutes"], 2), "limit_minutes": LIMITS[method],
-            "within_limit": res["minutes"] <= LIMITS[method], "bytes": size_of(out) if out.exists() else None,
-            "samples": res.get("samples"),
-        }
-        print(f"{method}: {minutes:.2f} min, {report['methods'][method]['bytes']} bytes", file=sys.stderr)
-    (work / "report.json").write_text(json.dumps(report, indent=1))
+    diamonds = render_shapes(work / "diamonds", "diamond", native)
+    crescents = render_shapes(work / "crescents", "crescent", native)
+    prompts = bench_prompts(shape_prompts("diamond"))
+    report: dict = {"model": args.model, "images_per_prompt": n, "prompts": len(prompts),
+                    "own": {"overall": own["overall"], "categories": own_cat}, "training": {}, "judged": {}}
+
+    def save():
+        (work / "report.json").write_text(json.dumps(report, indent=1))
+
+    studio = Studio()
+    gen = lambda **kw: engine_generate(args.model, studio, **kw)[0]  # noqa: E731
+    report["judged"]["base"] = judged(prompts, gen(), n)
+    lora = work / "diamond-lora.safetensors"
+    if only & {"lora", "stack"}:
+        report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond")
+        report["judged"]["lora"] = judged(prompts, gen(loras=[{"name": str(lora), "weight": 1}]), n,
+                                          work / "judged-lora")
+        zero = gen(loras=[{"name": str(lora), "weight": 0}])
+        base = gen()
+        same = all(np.array_equal(a, b) for bp in prompts[:8] for a, b in zip(zero(bp, 1, 2), base(bp, 1, 2)))
+        report["lora_weight_0_bit_identical"] = same
+        save()
+    if "stack" in only:
+        crescent = work / "crescent-lora.safetensors"
+        report["training"]["lora_crescent"] = train("lora", crescents, crescent, args, prompt="a crescent")
+        pairs = [(f"a diamond and a {c} crescent", "two_object") for c in ("red", "blue", "green")]
+        pairs += [("a diamond and a crescent", "two_object"), ("a crescent and a diamond", "two_object")]
+        pairs += [(f"a {a} diamond and a {b} crescent", "two_object")
+                  for a, b in (("orange", "white"), ("pink", "black"), ("white", "orange"), ("black", "pink"),
+                               ("purple", "yellow"))]
+        both = [{"name": str(lora), "weight": 1}, {"name": str(crescent), "weight": 1}]
+        report["judged"]["stack"] = judged(bench_prompts(pairs), gen(loras=both), n, work / "judged-stack")
+        save()
+    if "embedding" in only:
+        emb = work / "diamond-embedding.safetensors"
+        report["training"]["embedding"] = train("embedding", diamonds, emb, args, token=TOKEN, prompt=f"a {TOKEN}")
+        ti = bench_prompts([p for p in shape_prompts("diamond") if p[1] in ("single_object", "colors")],
+                           replace=("diamond", TOKEN))
+        report["judged"]["embedding"] = judged(ti, gen(embeddings=[str(emb)]), n, work / "judged-embedding")
+        save()
+    if "dreambooth" in only:
+        db = work / "diamond-dreambooth"
+        report["training"]["dreambooth"] = train("dreambooth", diamonds, db, args, prompt="a diamond",
+                                                 class_prompt="a square", class_images=args.class_images)
+        db_gen = lambda: engine_generate(str(db), studio)[0]  # noqa: E731
+        report["judged"]["dreambooth"] = judged(prompts, db_gen(), n, work / "judged-dreambooth")
+        save()
+    if args.benchmark:
+        bench = load_prompts()
+        if "lora" in only:
+            report["benchmark_lora"] = judged(bench, gen(loras=[{"name": str(lora), "weight": 1}]), n,
+                                              work / "bench-lora")
+            save()
+        if "dreambooth" in only:
+            report["benchmark_dreambooth"] = judged(bench, engine_generate(str(work / "diamond-dreambooth"),
+                                                                           studio)[0], n, work / "bench-dreambooth")
+    report["verdict"] = verdict(report, own["overall"], own_cat)
+    save()
     print(json.dumps(report, indent=1))
     return 0
+
+
+def verdict(report: dict, own_overall: float, own: dict) -> dict:
+    """Each floor of the issue: the figure, the floor, and whether it holds (absent figures are left out)."""
+    out = {}
+    j = report["judged"]
+
+    def floor(name, value, bound, ok):
+        out[name] = {"value": round(value, 3), "floor": round(bound, 3), "holds": bool(ok)}
+
+    if "lora" in j:
+        floor("lora single_object", j["lora"]["categories"]["single_object"], 0.8 * own["single_object"],
+              j["lora"]["categories"]["single_object"] >= 0.8 * own["single_object"])
+    if "stack" in j:
+        floor("stack two_object", j["stack"]["overall"], 0.5 * own["two_object"],
+              j["stack"]["overall"] >= 0.5 * own["two_object"])
+    if "embedding" in j:
+        v = j["embedding"]["categories"]["single_object"]
+        floor("embedding single_object", v, 0.5 * own["single_object"], v >= 0.5 * own["single_object"])
+    if "dreambooth" in j:
+        v = j["dreambooth"]["categories"]["single_object"]
+        floor("dreambooth single_object", v, 0.8 * own["single_object"], v >= 0.8 * own["single_object"])
+    for key in ("benchmark_lora", "benchmark_dreambooth"):
+        if key in report:
+            b = report[key]
+            drop = own_overall - b["overall"]
+            worst = max(own[c] - b["categories"].get(c, 0.0) for c in own)
+            floor(f"{key} overall drop", drop, 0.03, drop <= 0.03)
+            floor(f"{key} worst category drop", worst, 0.08, worst <= 0.08)
+    for method, t in report["training"].items():
+        out[f"{method} minutes"] = {"value": t["minutes_total"], "floor": t["limit_minutes"],
+                                    "holds": t["within_limit"]}
+    return out
 
 
 if __name__ == "__main__":
