@@ -42,13 +42,15 @@ def kohya_lora(pipe, path: Path, *, rank: int = 4, alpha: float = 2.0, seed: int
     return path
 
 
-def peft_lora(pipe, path: Path, *, rank: int = 4, seed: int = 0, scale: float = 0.3) -> Path:
-    """A diffusers/peft LoRA (``unet.….lora_A.weight`` / ``lora_B``), as ``save_lora_weights`` writes it."""
+def peft_lora(pipe, path: Path, *, rank: int = 4, seed: int = 0, scale: float = 0.3, old: bool = False) -> Path:
+    """A diffusers/peft LoRA (``unet.….lora_A.weight`` / ``lora_B``), as ``save_lora_weights`` writes it; with
+    ``old``, diffusers' earlier layout (``unet.….lora.down.weight`` / ``lora.up``)."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
+    a, b = ("lora.down", "lora.up") if old else ("lora_A", "lora_B")
     for name, mod in _modules(pipe.unet, UNET_TARGETS):
-        sd[f"unet.{name}.lora_A.weight"] = torch.randn(rank, mod.in_features, generator=g) * scale
-        sd[f"unet.{name}.lora_B.weight"] = torch.randn(mod.out_features, rank, generator=g) * scale
+        sd[f"unet.{name}.{a}.weight"] = torch.randn(rank, mod.in_features, generator=g) * scale
+        sd[f"unet.{name}.{b}.weight"] = torch.randn(mod.out_features, rank, generator=g) * scale
     save_file(sd, str(path))
     return path
 

@@ -240,7 +240,7 @@ def _sd15_folder(tmp_path):
     return folder
 
 
-@pytest.mark.parametrize("style", ["kohya", "kohya-locon", "peft"])
+@pytest.mark.parametrize("style", ["kohya", "kohya-locon", "peft", "diffusers-old"])
 def test_sd15_lora_formats_load_and_match_diffusers(tmp_path, lora_dir, style):
     """Our loading path gives diffusers' own ``load_lora_weights`` result, within 1/255 (UNet-only files:
     diffusers 0.42 drops kohya text-encoder attention LoRAs under transformers 5, which our path keeps)."""
@@ -249,8 +249,8 @@ def test_sd15_lora_formats_load_and_match_diffusers(tmp_path, lora_dir, style):
     folder = _sd15_folder(tmp_path)
     pipe = _pipe(folder)
     path = lora_dir / "f.safetensors"
-    if style == "peft":
-        loras.peft_lora(pipe, path)
+    if style in ("peft", "diffusers-old"):
+        loras.peft_lora(pipe, path, old=style == "diffusers-old")
     else:
         loras.kohya_lora(pipe, path, text_encoder=False, conv=style == "kohya-locon")
     studio = Studio()
