@@ -139,6 +139,7 @@ EXPECTED_WITH_TOKEN = {
     ("POST", "/sdapi/v1/interrupt"): 200,
     ("POST", "/sdapi/v1/skip"): 200,
     ("POST", "/sdapi/v1/refresh-checkpoints"): 200,
+    ("POST", "/sdapi/v1/refresh-loras"): 200,
     ("POST", "/api/v1/inputs"): 400,  # the body ("[]") is not an image: the route's own answer
 }
 

@@ -213,6 +213,8 @@ CASES = [
     ("POST", "/sdapi/v1/sd-vae", {}, bad(None, 405)),
     ("GET", "/sdapi/v1/loras", {}, OK),
     ("POST", "/sdapi/v1/loras", {}, bad(None, 405)),
+    ("POST", "/sdapi/v1/refresh-loras", {}, OK),
+    ("GET", "/sdapi/v1/refresh-loras", {}, bad(None, 405)),
     ("GET", "/sdapi/v1/embeddings", {}, OK),
     ("POST", "/sdapi/v1/embeddings", {}, bad(None, 405)),
     ("GET", "/sdapi/v1/scripts", {}, OK),
