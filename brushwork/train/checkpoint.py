@@ -27,10 +27,12 @@ class EMA:
     @torch.no_grad()
     def update(self, module: torch.nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
-        for k, v in module.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.shadow[k].mul_(d).add_(v.float(), alpha=1 - d)
-            else:
+        state = module.state_dict()
+        floats = [k for k, v in state.items() if v.dtype.is_floating_point]
+        # one fused call for all float tensors (hundreds of small ones: a launch each on an accelerator)
+        torch._foreach_lerp_([self.shadow[k] for k in floats], [state[k].float() for k in floats], 1 - d)
+        for k, v in state.items():
+            if not v.dtype.is_floating_point:
                 self.shadow[k].copy_(v)
 
     def copy_to(self, module: torch.nn.Module) -> None:
@@ -66,9 +68,9 @@ def save_checkpoint(folder: Path, step: int, modules: dict, emas: dict, optimize
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, m in modules.items():
-        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, tmp / f"{name}.safetensors")
+        save_file({k: v.detach().cpu().contiguous() for k, v in m.state_dict().items()}, tmp / f"{name}.safetensors")
     for name, e in emas.items():
-        save_file({k: v.contiguous() for k, v in e.shadow.items()}, tmp / f"{name}.ema.safetensors")
+        save_file({k: v.cpu().contiguous() for k, v in e.shadow.items()}, tmp / f"{name}.ema.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses, "saved": time.time(), **(extra or {})}))
     old = folder.with_name(folder.name + ".old")
@@ -79,15 +81,17 @@ def save_checkpoint(folder: Path, step: int, modules: dict, emas: dict, optimize
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(folder: Path, modules: dict, emas: dict, optimizer) -> tuple[int, list[float], dict]:
-    """Restore into the given objects; return (step, losses, state). Step 0 if there is none."""
+def load_checkpoint(folder: Path, modules: dict, emas: dict, optimizer,
+                    device: torch.device | str = "cpu") -> tuple[int, list[float], dict]:
+    """Restore into the given objects (EMA weights onto ``device``); return (step, losses, state). Step 0 if there
+    is none."""
     folder = Path(folder)
     if not (folder / "state.json").is_file():
         return 0, [], {}
     for name, m in modules.items():
         m.load_state_dict(load_file(folder / f"{name}.safetensors"))
     for name, e in emas.items():
-        e.shadow = load_file(folder / f"{name}.ema.safetensors")
+        e.shadow = load_file(folder / f"{name}.ema.safetensors", device=str(device))
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     state = json.loads((folder / "state.json").read_text())
     return int(state["step"]), list(state["losses"]), state

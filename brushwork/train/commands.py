@@ -25,6 +25,10 @@ def register(sub) -> None:
                    help="train the text encoder with the UNet (with --init: from the model's own)")
     r.add_argument("--text-encoder-lr", type=float, default=None,
                    help="the text encoder's peak learning rate with --train-text-encoder (default: the UNet's)")
+    r.add_argument("--unet-batch", type=int, default=None, help="UNet batch size (default: the recipe's, 32)")
+    r.add_argument("--unet-lr", type=float, default=None, help="UNet peak learning rate (default: the recipe's, 1e-3)")
+    r.add_argument("--device", default="cpu",
+                   help="where the UNet trains: cpu (default, the measured recipe) or cuda; the other stages use the CPU")
     r.set_defaults(handler=_recipe)
 
     v = tsub.add_parser("vae", help="train a small AutoencoderKL")
@@ -127,6 +131,20 @@ def _check_positive(**values):
             raise InvalidParameter(f"--{name.replace('_', '-')} must be positive (got {v})")
 
 
+def _check_device(device: str) -> None:
+    import re
+
+    from brushwork.errors import InvalidParameter
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise InvalidParameter(f"--device must be cpu or cuda[:N] (got {device!r})")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InvalidParameter(f"--device {device}: this torch build sees no CUDA device (torch {torch.__version__})")
+
+
 def _recipe(args) -> int:
     from dataclasses import replace
 
@@ -135,14 +153,16 @@ def _recipe(args) -> int:
     from brushwork.errors import InvalidParameter
 
     _check_positive(images=args.images, vae_steps=args.vae_steps, unet_steps=args.unet_steps, max_minutes=args.max_minutes,
-                    text_encoder_lr=args.text_encoder_lr)
+                    text_encoder_lr=args.text_encoder_lr, unet_batch=args.unet_batch, unet_lr=args.unet_lr)
+    _check_device(args.device)
     if args.text_encoder_lr is not None and not args.train_text_encoder:
         raise InvalidParameter("--text-encoder-lr needs --train-text-encoder")
-    changes = {k: getattr(args, k) for k in ("images", "vae_steps", "unet_steps", "seed") if getattr(args, k) is not None}
+    changes = {k: getattr(args, k) for k in ("images", "vae_steps", "unet_steps", "seed", "unet_batch", "unet_lr")
+               if getattr(args, k) is not None}
     if args.train_text_encoder:
         changes.update(unet_train_text_encoder=True, unet_text_encoder_lr=args.text_encoder_lr)
     res = run_recipe(args.work, replace(Recipe(), **changes), init=args.init, max_minutes=args.max_minutes,
-                     log=lambda m: print(m, file=sys.stderr))
+                     log=lambda m: print(m, file=sys.stderr), device=args.device)
     print(json.dumps(res))
     return 0
 

@@ -53,13 +53,14 @@ def make_text_encoder(tokenizer: CLIPTokenizer, config: dict | None = None) -> C
     return CLIPTextModel(cfg)
 
 
-def _latent_cache(out_dir: Path, data_dir, vae: AutoencoderKL, data) -> tuple[torch.Tensor, torch.Tensor]:
+def _latent_cache(out_dir: Path, data_dir, vae: AutoencoderKL, data,
+                  device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor]:
     path = out_dir / "latents.safetensors"
     if path.is_file():
         t = load_file(path)
         if t["mean"].shape[0] == len(data):
             return t["mean"], t["std"]
-    mean, std = encode_all(vae, data.load_images())
+    mean, std = encode_all(vae.to(device), data.load_images())
     save_file({"mean": mean.contiguous(), "std": std.contiguous()}, path)
     return mean, std
 
@@ -102,7 +103,7 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
                lr: float = 3e-4, warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1,
                snr_gamma: float | None = 5.0, snr_floor: float = 0.0, timesteps: str = "uniform",
                train_text_encoder: bool = True, text_encoder_lr: float | None = None, text_encoder_dir=None,
-               init=None, bf16: bool = False, seed: int = 0,
+               init=None, bf16: bool = False, seed: int = 0, device: str = "cpu",
                max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
     """Train (or resume). Returns {"done": bool, "step": int, "step_offset": int, "unet": UNet, "text_encoder": TE}
@@ -119,12 +120,21 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
 
     With ``train_text_encoder=False`` the text encoder is frozen and the text states of every caption are computed
     once, so a step runs the UNet alone. ``text_encoder_lr`` (default ``lr``) is the text encoder's peak learning
-    rate when it trains; it follows the same warm-up and cosine."""
+    rate when it trains; it follows the same warm-up and cosine.
+
+    ``device`` ("cpu", "cuda", "cuda:1"...): where the step runs. On CPU the noise comes from a CPU generator; on an
+    accelerator from one on that device, so a run is reproducible on the same kind of device, not across kinds.
+    The returned modules are on the CPU."""
     from brushwork.train.init import Start
 
     if timesteps not in TIMESTEP_SAMPLING:
         raise ValueError(f"timesteps must be one of {TIMESTEP_SAMPLING} (got {timesteps!r})")
     start = time.monotonic()  # --max-minutes counts loading and latent caching too
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this torch build sees no CUDA device")
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 tensor cores for the fp32 matmuls (cuDNN convs use them)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -135,10 +145,13 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
         raise ValueError("init takes the VAE, tokenizer and text encoder from the model: pass none of them")
     tokenizer, vae, unet, te = init.tokenizer, init.vae.eval(), init.unet, init.text_encoder
     scale = float(vae.config.scaling_factor)
-    mean, std = _latent_cache(out_dir, data_dir, vae, data)
+    mean, std = (t.to(dev) for t in _latent_cache(out_dir, data_dir, vae, data, dev))
     ids = tokenizer(data.texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids
-    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+                    return_tensors="pt").input_ids.to(dev)
+    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
+                      return_tensors="pt").input_ids.to(dev)
+    unet.to(dev)
+    te.to(dev)
     te.requires_grad_(train_text_encoder)
     states = None if train_text_encoder else _text_states(te, torch.cat([ids, empty]))
     sched = DDPMScheduler.from_config(init.scheduler_config)
@@ -147,13 +160,13 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
     groups = [{"params": list(unet.parameters()), "scale": 1.0}]
     if train_text_encoder:
         groups.append({"params": list(te.parameters()), "scale": (text_encoder_lr or lr) / lr})
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01, fused=dev.type == "cuda" or None)
     modules = {"unet": unet, "text_encoder": te}
     emas = {"unet": EMA(unet), "text_encoder": EMA(te)}
     ckpt = out_dir / "checkpoint"
-    step, losses, _ = load_checkpoint(ckpt, modules, emas, opt)
+    step, losses, _ = load_checkpoint(ckpt, modules, emas, opt, device=dev)
     resumed_from, offset = step, init.step_offset
-    alphas = sched.alphas_cumprod
+    alphas = sched.alphas_cumprod.to(dev)
     snr_all = alphas / (1 - alphas)
     probs = timestep_probs(snr_all, snr_gamma, snr_floor, v_pred) if timesteps == "weighted" else None
     bar = tqdm(total=steps, initial=step, desc="unet", disable=not progress)
@@ -162,18 +175,18 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
     while step < steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, lr, warmup, steps, final_lr_frac) * g["scale"]
-        idx = torch.from_numpy(batch_indices(data.weights, seed, offset + step, batch))
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + offset + step)
-        lat = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=gen)) * scale
-        drop = torch.rand(batch, generator=gen) < uncond_p
-        noise = torch.randn(lat.shape, generator=gen)
+        idx = torch.from_numpy(batch_indices(data.weights, seed, offset + step, batch)).to(dev)
+        gen = torch.Generator(dev).manual_seed(seed * 1_000_003 + offset + step)
+        lat = (mean[idx].float() + std[idx].float() * torch.randn(mean[idx].shape, generator=gen, device=dev)) * scale
+        drop = torch.rand(batch, generator=gen, device=dev) < uncond_p
+        noise = torch.randn(lat.shape, generator=gen, device=dev)
         if probs is None:
-            t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen)
+            t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen, device=dev)
         else:
-            t = torch.multinomial(probs, batch, replacement=True, generator=gen)
+            t = torch.multinomial(probs.to(dev), batch, replacement=True, generator=gen)
         noisy = sched.add_noise(lat, noise, t)
         target = sched.get_velocity(lat, noise, t) if v_pred else noise
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # weights, loss and optimizer stay fp32
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):  # weights, loss and optimizer stay fp32
             if states is None:
                 tok = ids[idx].clone()
                 tok[drop] = empty[0]
@@ -193,12 +206,14 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
             loss_curve(losses, out_dir / "unet_loss.png", f"UNet loss ({'v' if v_pred else 'ε'}-pred{weighting})")
         if stop and step < steps:
             bar.close()
+            unet.to("cpu")
+            te.to("cpu")
             return {"done": False, "step": step, "step_offset": offset, "resumed_from": resumed_from, "unet": unet,
                     "text_encoder": te}
     bar.close()
     for name, m in modules.items():
         emas[name].copy_to(m)
-        m.eval()
+        m.eval().to("cpu")
     return {"done": True, "step": step, "step_offset": offset, "resumed_from": resumed_from, "unet": unet,
             "text_encoder": te,
             "tokenizer": tokenizer, "vae": vae, "scheduler_config": dict(init.scheduler_config)}

@@ -79,7 +79,8 @@ class Recipe:
 
 
 def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, init: str | None = None,
-               max_minutes: float | None = None, progress: bool = True, log=print, command: str | None = None) -> dict:
+               max_minutes: float | None = None, progress: bool = True, log=print, command: str | None = None,
+               device: str = "cpu") -> dict:
     import torch
 
     from brushwork.train.clip import train_clip
@@ -143,7 +144,8 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, init: str | None 
                    final_lr_frac=recipe.unet_final_lr_frac, snr_gamma=recipe.unet_snr_gamma,
                    snr_floor=recipe.unet_snr_floor, timesteps=recipe.unet_timesteps, seed=recipe.seed,
                    train_text_encoder=recipe.unet_train_text_encoder, text_encoder_lr=recipe.unet_text_encoder_lr,
-                   max_minutes=left(), progress=progress)
+                   max_minutes=left(), progress=progress, device=device,
+                   ckpt_every=250 if device == "cpu" else 2000)  # an accelerator's step is ~50× shorter
     with times.stage("unet") as stage:
         if start is None:
             te_dir = None if recipe.unet_train_text_encoder else clip_dir / "text_encoder"
@@ -152,7 +154,7 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, init: str | None 
             res = train_unet(data, None, None, work / "unet", init=start, warmup=recipe.continue_warmup, **unet_kw)
         stage.steps = res["step"] - res["resumed_from"]
     log(f"[6/6] export (unet: {times.s_per_step():.2f} s a step)")
-    export(work, res, recipe, start, init, command or _command_line())
+    export(work, res, recipe, start, init, command or _command_line(), device)
     return {"done": res["done"], "stage": "unet" if not res["done"] else "done", "step": res["step"]}
 
 
@@ -201,7 +203,7 @@ def _grammar_words() -> set[str]:
     return corpus_words(texts)
 
 
-def export(work: Path, res: dict, recipe: Recipe, start, init: str | None, command: str) -> Path:
+def export(work: Path, res: dict, recipe: Recipe, start, init: str | None, command: str, device: str = "cpu") -> Path:
     """Assemble the EMA weights into a diffusers folder at ``work/model`` (fp16 safetensors), with the training
     record: the init model's chain (if any) plus this run."""
     from brushwork.train.diffusion import DEFAULT_SCHEDULER_CONFIG
@@ -218,6 +220,7 @@ def export(work: Path, res: dict, recipe: Recipe, start, init: str | None, comma
     times = json.loads((work / "times.json").read_text())
     run = {"command": command, "init": init, "recipe_version": RECIPE_VERSION, "data_seed": recipe.seed,
            "images": recipe.images, "step_offset": res["step_offset"], "unet_steps": res["step"],
+           "unet_batch": recipe.unet_batch, "device": device,
            "complete": res["done"], "minutes": times["minutes"],
            "total_minutes": round(sum(times["minutes"].values()), 1),
            "unet_s_per_step": round(60 * times["minutes"].get("unet", 0) / max(1, times["unet_steps_timed"]), 3)}

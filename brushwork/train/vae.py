@@ -106,10 +106,10 @@ def latent_scale(vae: AutoencoderKL, images: np.ndarray) -> float:
 
 @torch.no_grad()
 def encode_all(vae: AutoencoderKL, images: np.ndarray, batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """Latent mean and std of every image (unscaled), as float16 tensors."""
+    """Latent mean and std of every image (unscaled), as float16 CPU tensors; the VAE runs where its weights are."""
     means, stds = [], []
     for i in range(0, len(images), batch):
-        d = vae.encode(to_tensor(images[i:i + batch])).latent_dist
-        means.append(d.mean.half())
-        stds.append(d.std.half())
+        d = vae.encode(to_tensor(images[i:i + batch]).to(vae.device)).latent_dist
+        means.append(d.mean.half().cpu())
+        stds.append(d.std.half().cpu())
     return torch.cat(means), torch.cat(stds)
