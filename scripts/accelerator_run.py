@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--train-minutes", type=float, required=True, help="wall-clock minutes for the UNet runs")
+    ap.add_argument("--deadline-minutes", type=float, default=None,
+                    help="the whole script's limit: training is shortened so that packing ends before it")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--probe-seconds", type=float, default=15.0)
     ap.add_argument("--variant", action="append", required=True,
@@ -89,6 +91,8 @@ def main() -> int:
                                 str(args.probe_seconds), *flags], stdout=subprocess.PIPE, text=True, env=env)
               for flags in variants.values()]
     s_per_step = max(float(p.communicate()[0].strip().splitlines()[-1]) for p in probes)
+    if args.deadline_minutes is not None:  # the runs' start-up, export and packing take about a minute
+        args.train_minutes = min(args.train_minutes, args.deadline_minutes - (time.monotonic() - t0) / 60 - 1.5)
     # the probe leaves out data loading and the per-step record keeping: take 20 % off what it allows
     steps = int(0.8 * args.train_minutes * 60 / s_per_step)
     summary.update(probe_s_per_step=round(s_per_step, 4), unet_steps=steps)
