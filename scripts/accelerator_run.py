@@ -38,6 +38,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="folder for what comes back")
     ap.add_argument("--work", default="runs/gpu")
+    ap.add_argument("--init", default="default", help="the model every variant continues (default: the bundled one)")
     ap.add_argument("--images", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -74,7 +75,7 @@ def main() -> int:
     t = time.monotonic()
     latents = work / "latents.safetensors"
     if not latents.is_file():
-        _encode(data, latents, args.device)
+        _encode(data, latents, args.device, args.init)
     for name in variants:
         (work / name / "unet").mkdir(parents=True, exist_ok=True)
         if not (work / name / "dataset").exists():
@@ -87,7 +88,7 @@ def main() -> int:
     t = time.monotonic()
     threads = str(max(1, ((os.cpu_count() or 2) - 1) // len(variants)))
     env = {**os.environ, "TQDM_MININTERVAL": "5", "OMP_NUM_THREADS": threads}
-    probes = [subprocess.Popen([sys.executable, __file__, "--probe-step", args.device, str(args.batch),
+    probes = [subprocess.Popen([sys.executable, __file__, "--probe-step", args.init, args.device, str(args.batch),
                                 str(args.probe_seconds), *flags], stdout=subprocess.PIPE, text=True, env=env)
               for flags in variants.values()]
     s_per_step = max(float(p.communicate()[0].strip().splitlines()[-1]) for p in probes)
@@ -103,7 +104,7 @@ def main() -> int:
     t = time.monotonic()
     runs = {}
     for name, flags in variants.items():
-        cmd = [sys.executable, "-m", "brushwork", "train", "recipe", "--work", str(work / name), "--init", "default",
+        cmd = [sys.executable, "-m", "brushwork", "train", "recipe", "--work", str(work / name), "--init", args.init,
                "--images", str(args.images), "--unet-steps", str(steps), "--unet-batch", str(args.batch),
                "--unet-lr", str(args.lr), "--device", args.device, "--max-minutes", str(args.train_minutes + 0.5),
                *flags]
@@ -136,7 +137,7 @@ def _variant(text: str) -> tuple[str, list[str]]:
     return name, [f for f in flags.split(",") if f]
 
 
-def _encode(data: Path, path: Path, device: str) -> None:
+def _encode(data: Path, path: Path, device: str, init: str) -> None:
     import torch
     from safetensors.torch import save_file
 
@@ -144,15 +145,15 @@ def _encode(data: Path, path: Path, device: str) -> None:
     from brushwork.train.init import load_start
     from brushwork.train.vae import encode_all
 
-    vae = load_start("default").vae.to(device).eval()
+    vae = load_start(init).vae.to(device).eval()
     mean, std = encode_all(vae, load_imagefolder(data).load_images(), batch=1024)
     save_file({"mean": mean.contiguous(), "std": std.contiguous()}, path)
     del vae
     torch.cuda.empty_cache() if device.startswith("cuda") else None
 
 
-def probe_step(device: str, batch: int, seconds: float, flags: list[str]) -> float:
-    """Seconds per training step of the bundled model at ``batch`` on ``device`` (synthetic latents and captions):
+def probe_step(init: str, device: str, batch: int, seconds: float, flags: list[str]) -> float:
+    """Seconds per training step of the model ``init`` at ``batch`` on ``device`` (synthetic latents and captions):
     the UNet, and the text encoder when ``--train-text-encoder`` is among ``flags``, forward and backward, AdamW and
     the EMA, timed after 5 warm-up steps for about ``seconds``."""
     import torch
@@ -161,7 +162,7 @@ def probe_step(device: str, batch: int, seconds: float, flags: list[str]) -> flo
     from brushwork.train.init import load_start
 
     torch.backends.cuda.matmul.allow_tf32 = True
-    s = load_start("default")
+    s = load_start(init)
     unet, te = s.unet.to(device).train(), s.text_encoder.to(device)
     train_te = "--train-text-encoder" in flags
     te.requires_grad_(train_te)
@@ -194,6 +195,6 @@ def probe_step(device: str, batch: int, seconds: float, flags: list[str]) -> flo
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--probe-step":
-        print(probe_step(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:]))
+        print(probe_step(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), sys.argv[6:]))
         sys.exit(0)
     sys.exit(main())
