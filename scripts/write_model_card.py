@@ -29,15 +29,16 @@ def chain_table(training: dict) -> str:
     chain = training.get("chain") or [{"command": "brushwork train recipe", "init": None,
                                        "data_seed": training["recipe"]["seed"], "step_offset": 0,
                                        "unet_steps": training["unet_steps_done"], "complete": training["complete"]}]
-    lines = ["| run | command | init model | data seed | UNet steps (batches) | minutes | s / UNet step |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| run | command | init model | data seed | UNet steps (batches) | batch | device | minutes | s / UNet step |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(chain, 1):
         off, n = r.get("step_offset", 0), r["unet_steps"]
         mins = r.get("minutes")
         spent = "–" if not mins else f"{r['total_minutes']:g} (" + ", ".join(f"{k} {v:g}" for k, v in mins.items()) + ")"
         steps = f"{n:,} ({off:,}–{off + n:,})" + ("" if r.get("complete", True) else ", stopped early")
         init = r.get("init") or "none (from scratch)"
-        lines.append(f"| {i} | `{r['command']}` | {init} | {r.get('data_seed', '–')} | {steps} | {spent} "
+        lines.append(f"| {i} | `{r['command']}` | {init} | {r.get('data_seed', '–')} | {steps} "
+                     f"| {r.get('unet_batch', '–')} | {r.get('device', '–')} | {spent} "
                      f"| {r.get('unet_s_per_step', '–')} |")
     return "\n".join(lines) + "\n"
 
@@ -98,6 +99,7 @@ def main():
     held = sorted(load_holdout().pairs)
     rec = training["recipe"]
     missed = floors_missed(report)
+    images = max([rec["images"], *(r.get("images", 0) for r in training.get("chain", []))])
     verdict = ("It meets every adherence floor brushwork sets for its default model." if not missed else
                "**It does not meet brushwork's adherence floors for a default model** (" + "; ".join(missed) +
                "): it is bundled because " + args.why_bundled.rstrip(".") + ".")
@@ -122,12 +124,13 @@ trained from scratch on brushwork's procedural **shapes world**: 6 shapes (circl
 triangle, star, heart, cross), 10 colours, counts 1–4, sizes, absolute positions and relations,
 on plain backgrounds. Native size {rec["size"]}×{rec["size"]} px. Licence: Apache-2.0.
 
-- **Training data:** {rec["images"]:,} shapes-world images (seed {rec["seed"]}), made by
-  `brushwork dataset make`; the reserved shapes (diamond, crescent) never appear.
+- **Training data:** {images:,} shapes-world images (seed {rec["seed"]}), made by
+  `brushwork dataset make`; image *i* depends only on the seed and *i*, so a run that used fewer images used the
+  first ones (each run's count is in `brushwork_training.json`). The reserved shapes (diamond, crescent) never appear.
 - **Held out by scene** (no training image contains them; see `{DEFAULT_HOLDOUT.name}`):
   {", ".join(f"{c} {s}" for c, s in held)}.
 - **Recipe** (version {training.get("recipe_version", "?")}): VAE {rec["vae_steps"]} steps; UNet
-  {training.get("unet_steps_total", training["unet_steps_done"]):,} steps in all at batch {rec["unet_batch"]}.
+  {training.get("unet_steps_total", training["unet_steps_done"]):,} steps in all (batch sizes per run below).
   Produced by {args.produced_by}. How each recipe was chosen: `docs/training-log.md` in the brushwork repository.
 
 ## How it was trained: the chain of runs

@@ -159,7 +159,9 @@ def run_recipe(work: str | Path, recipe: Recipe = Recipe(), *, init: str | None 
 
 
 def _command_line() -> str:
-    return shlex.join(["brushwork", *sys.argv[1:]]) if Path(sys.argv[0]).name == "brushwork" else "run_recipe()"
+    argv0 = Path(sys.argv[0])
+    cli = argv0.name == "brushwork" or (argv0.name == "__main__.py" and argv0.parent.name == "brushwork")  # python -m
+    return shlex.join(["brushwork", *sys.argv[1:]]) if cli else "run_recipe()"
 
 
 class Times:

@@ -112,6 +112,7 @@ def test_recipe_with_init_extends_the_chain(tmp_path, bundled_like):
     first, second = record["chain"]
     assert first["init"] is None and second["init"] == str(work / "model")
     assert second["step_offset"] == 3 and second["unet_steps"] == 3 and second["data_seed"] == 0
+    assert second["unet_batch"] == r.unet_batch and second["device"] == "cpu"
     assert set(second["minutes"]) >= {"unet"} and "vae" not in second["minutes"]  # the VAE came from the model
     # the continuation keeps the model's VAE, tokenizer and text encoder byte for byte
     for comp in ("vae", "text_encoder"):

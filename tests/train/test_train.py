@@ -184,7 +184,13 @@ def test_train_cli_bad_input_is_one_line_no_traceback(tmp_path):
         ([*unet, "--snr-floor", "-0.5"], "--snr-floor must be in [0, --snr-gamma 5]"),
         ([*unet, "--timesteps", "logit"], "--timesteps must be one of uniform, weighted (got 'logit')"),
         (["train", "recipe", "--work", d, "--unet-steps", "-3"], "--unet-steps must be positive"),
+        (["train", "recipe", "--work", d, "--unet-batch", "0"], "--unet-batch must be positive"),
+        (["train", "recipe", "--work", d, "--unet-lr=-1e-3"], "--unet-lr must be positive"),
+        (["train", "recipe", "--work", d, "--device", "tpu"], "--device must be cpu or cuda[:N] (got 'tpu')"),
     ]
+    if not torch.cuda.is_available():
+        cases.append((["train", "recipe", "--work", d, "--device", "cuda"],
+                      "--device cuda: this torch build sees no CUDA device"))
     for args, msg in cases:
         r = subprocess.run([sys.executable, "-m", "brushwork", *args], capture_output=True, text=True)
         assert r.returncode == 2, (args, r.stderr)
@@ -307,3 +313,18 @@ def test_min_snr_for_epsilon_models_is_one_below_gamma_and_finite_at_zero_snr():
     assert torch.isfinite(eps).all()
     assert eps.tolist() == pytest.approx([1.0, 1.0, 1.0, 0.25])  # min(snr, 5) / snr; SNR 0 (zero terminal SNR): 1
     assert loss_weight(snr, 5.0).tolist() == pytest.approx([0.0, 0.5 / 1.5, 5 / 6, 5 / 21])  # v: min(snr, 5)/(snr+1)
+
+
+def test_ema_update_is_the_decayed_average_and_copies_integer_buffers():
+    from brushwork.train.checkpoint import EMA
+
+    m = torch.nn.BatchNorm1d(3)  # float weights plus an integer buffer (num_batches_tracked)
+    ema = EMA(m, decay=0.9)
+    before = {k: v.clone() for k, v in ema.shadow.items()}
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    m.num_batches_tracked += 5
+    ema.update(m, step=1000)  # past the warm-up: d = 0.9
+    assert torch.allclose(ema.shadow["weight"], 0.9 * before["weight"] + 0.1 * m.weight)
+    assert torch.equal(ema.shadow["bias"], before["bias"])
+    assert int(ema.shadow["num_batches_tracked"]) == 5
