@@ -38,7 +38,7 @@ LIMITS = {"lora": 5, "embedding": 5, "dreambooth": 15}
 TOKEN = "<diamond>"
 
 
-def render_shapes(folder: Path, shape: str, size: int, seed: int = 0) -> Path:
+def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: bool = False) -> Path:
     from PIL import Image
 
     from brushwork.world.grammar import parse
@@ -49,6 +49,11 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0) -> Path:
     for i, colour in enumerate(COLOURS):
         px = render(sample_scene(parse(f"a {colour} {shape}"), seed + i, width=size))
         Image.fromarray(px).save(folder / f"{shape}_{colour}.png")
+        caption = folder / f"{shape}_{colour}.txt"
+        if captions:  # what a user would write beside each picture: its colour and the new word
+            caption.write_text(f"a {colour} {shape}\n")
+        elif caption.exists():
+            caption.unlink()
     return folder
 
 
@@ -122,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images-per-prompt", type=int, default=4)
     ap.add_argument("--steps", type=int, default=None, help="override every method's default steps")
     ap.add_argument("--class-images", type=int, default=32)
+    ap.add_argument("--captions", action="store_true",
+                    help="write a caption per training image ('a red diamond'), instead of one instance prompt")
+    ap.add_argument("--lora-text-encoder", action="store_true", help="LoRAs train on the text encoder too")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -130,10 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(","))
     n = args.images_per_prompt
     native = load_pipeline(args.model, hash=False).native_size
-    diamonds = render_shapes(work / "diamonds", "diamond", native)
-    crescents = render_shapes(work / "crescents", "crescent", native)
+    diamonds = render_shapes(work / "diamonds", "diamond", native, captions=args.captions)
+    crescents = render_shapes(work / "crescents", "crescent", native, captions=args.captions)
     prompts = bench_prompts(shape_prompts("diamond"))
     report: dict = {"model": args.model, "images_per_prompt": n, "prompts": len(prompts),
+                    "captions": args.captions, "lora_text_encoder": args.lora_text_encoder,
                     "own": {"overall": own["overall"], "categories": own_cat}, "training": {}, "judged": {}}
 
     def save():
@@ -144,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     report["judged"]["base"] = judged(prompts, gen(), n)
     lora = work / "diamond-lora.safetensors"
     if only & {"lora", "stack"}:
-        report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond")
+        report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond",
+                                           text_encoder=args.lora_text_encoder)
         report["judged"]["lora"] = judged(prompts, gen(loras=[{"name": str(lora), "weight": 1}]), n,
                                           work / "judged-lora")
         zero = gen(loras=[{"name": str(lora), "weight": 0}])
@@ -154,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         save()
     if "stack" in only:
         crescent = work / "crescent-lora.safetensors"
-        report["training"]["lora_crescent"] = train("lora", crescents, crescent, args, prompt="a crescent")
+        report["training"]["lora_crescent"] = train("lora", crescents, crescent, args, prompt="a crescent",
+                                                    text_encoder=args.lora_text_encoder)
         pairs = [(f"a diamond and a {c} crescent", "two_object") for c in ("red", "blue", "green")]
         pairs += [("a diamond and a crescent", "two_object"), ("a crescent and a diamond", "two_object")]
         pairs += [(f"a {a} diamond and a {b} crescent", "two_object")
