@@ -61,6 +61,7 @@ def _latent_cache(out_dir: Path, data_dir, vae: AutoencoderKL, data,
         if t["mean"].shape[0] == len(data):
             return t["mean"], t["std"]
     mean, std = encode_all(vae.to(device), data.load_images())
+    vae.to("cpu")  # the training step never runs the VAE
     save_file({"mean": mean.contiguous(), "std": std.contiguous()}, path)
     return mean, std
 
