@@ -1,19 +1,20 @@
-"""Continue the bundled model on an accelerator, several variants side by side, in one short lease.
+"""Continue a model (``--init``, default: the bundled one) on an accelerator, several variants side by side, in
+one short lease.
 
 A lease of the project's accelerator is about 10 minutes of command time, with no second try, so this script does
 the whole run in one call and leaves what comes back in ``--out`` (at most 8 files of at most 16 MiB):
 
 1. the shapes-world dataset (``--images``, seed 0: its first 50,000 images are the recipe's), rendered with every
    core but two;
-2. its latents under the bundled VAE, encoded once on the device and handed to every variant;
+2. its latents under the model's VAE, encoded once on the device and handed to every variant;
 3. a probe: every variant's training step, run side by side for a few seconds, to size ``--unet-steps`` so that
    each run's cosine ends inside ``--train-minutes`` (``--max-minutes`` is the hard stop behind it);
-4. ``brushwork train recipe --init default --device cuda`` once per variant, all at once;
+4. ``brushwork train recipe --init INIT --device cuda`` once per variant, all at once;
 5. each variant's exported model (UNet, text encoder, training record), times and loss curve, packed as
    ``NAME.tar.part-*`` (15 MiB parts), with ``summary.json`` and the logs.
 
-Unpack here with ``cat NAME.tar.part-* | tar -x -C runs/gpu``; the VAE, tokenizer and scheduler are the bundled
-model's and do not travel.
+Unpack here with ``cat NAME.tar.part-* | tar -x -C runs/gpu``; the VAE, tokenizer and scheduler are the init
+model's and do not travel: copy that model's folder and lay the unpacked ``model/`` over it.
 
     python3 scripts/accelerator_run.py --out $OUT --train-minutes 6 \\
         --variant te=--train-text-encoder,--text-encoder-lr,2e-4 --variant frozen=
