@@ -184,7 +184,7 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
         if probs is None:
             t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen, device=dev)
         else:
-            t = torch.multinomial(probs.to(dev), batch, replacement=True, generator=gen)
+            t = torch.multinomial(probs, batch, replacement=True, generator=gen)  # probs is on dev (from snr_all)
         noisy = sched.add_noise(lat, noise, t)
         target = sched.get_velocity(lat, noise, t) if v_pred else noise
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):  # weights, loss and optimizer stay fp32
