@@ -4,8 +4,8 @@ one short lease.
 A lease of the project's accelerator is about 10 minutes of command time, with no second try, so this script does
 the whole run in one call and leaves what comes back in ``--out`` (at most 8 files of at most 16 MiB):
 
-1. the shapes-world dataset (``--images``, seed 0: its first 50,000 images are the recipe's), rendered with every
-   core but two;
+1. the shapes-world dataset (``--images``, ``--data-seed``; seed 0's first 50,000 images are the recipe's, another
+   seed gives a continuation images it has not seen), rendered with every core but two;
 2. its latents under the model's VAE, encoded once on the device and handed to every variant;
 3. a probe: every variant's training step, run side by side for a few seconds, to size ``--unet-steps`` so that
    each run's cosine ends inside ``--train-minutes`` (``--max-minutes`` is the hard stop behind it);
@@ -41,6 +41,7 @@ def main() -> int:
     ap.add_argument("--work", default="runs/gpu")
     ap.add_argument("--init", default="default", help="the model every variant continues (default: the bundled one)")
     ap.add_argument("--images", type=int, default=200_000)
+    ap.add_argument("--data-seed", type=int, default=0, help="the dataset's seed (0: the recipe's own images)")
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--train-minutes", type=float, required=True, help="wall-clock minutes for the UNet runs")
@@ -69,7 +70,7 @@ def main() -> int:
         from brushwork.world.dataset import make_dataset
         from brushwork.world.holdout import load_holdout
 
-        make_dataset(data, args.images, seed=0, size=64, holdout=load_holdout(),
+        make_dataset(data, args.images, seed=args.data_seed, size=64, holdout=load_holdout(),
                      workers=max(1, (os.cpu_count() or 4) - 2))
     stage("dataset", t)
 
@@ -106,7 +107,7 @@ def main() -> int:
     runs = {}
     for name, flags in variants.items():
         cmd = [sys.executable, "-m", "brushwork", "train", "recipe", "--work", str(work / name), "--init", args.init,
-               "--images", str(args.images), "--unet-steps", str(steps), "--unet-batch", str(args.batch),
+               "--images", str(args.images), "--seed", str(args.data_seed), "--unet-steps", str(steps), "--unet-batch", str(args.batch),
                "--unet-lr", str(args.lr), "--device", args.device, "--max-minutes", str(args.train_minutes + 0.5),
                *flags]
         log = open(out / f"{name}.log", "w")
