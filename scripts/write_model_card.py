@@ -47,11 +47,16 @@ def record_version(path: Path, training: dict, report: dict) -> list[dict]:
     """Add (or refresh, for the same chain) this model's row in the versions file; return all rows."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
     chain = training.get("chain", [])
-    row = {"recipe_version": training.get("recipe_version"), "init": chain[-1].get("init") if chain else None,
+    same = rows and rows[-1]["unet_steps_total"] == training.get("unet_steps_total", training["unet_steps_done"]) \
+        and rows[-1]["runs"] == (len(chain) or 1)
+    before = rows[-2] if same and len(rows) > 1 else rows[-1] if rows and not same else None
+    # the version's init is that of its first run: the first after the previous version's runs
+    first = chain[min(before["runs"], len(chain) - 1)] if before and chain else chain[-1] if chain else {}
+    row = {"recipe_version": training.get("recipe_version"), "init": first.get("init"),
            "runs": len(chain) or 1, "unet_steps_total": training.get("unet_steps_total", training["unet_steps_done"]),
            "total_minutes": training.get("total_minutes"), "overall": report["overall"], "unseen": report["unseen"],
            "categories": report["categories"]}
-    if rows and rows[-1]["unet_steps_total"] == row["unet_steps_total"] and rows[-1]["runs"] == row["runs"]:
+    if same:
         row["version"] = rows[-1]["version"]
         rows[-1] = row
     else:
@@ -99,7 +104,11 @@ def main():
     held = sorted(load_holdout().pairs)
     rec = training["recipe"]
     missed = floors_missed(report)
-    images = max([rec["images"], *(r.get("images", 0) for r in training.get("chain", []))])
+    by_seed: dict[int, int] = {}  # the most images any run drew from each data seed
+    for r in training.get("chain") or [{"data_seed": rec["seed"], "images": rec["images"]}]:
+        seed = r.get("data_seed", rec["seed"])
+        by_seed[seed] = max(by_seed.get(seed, 0), r.get("images", rec["images"]))
+    data = " and ".join(f"{n:,} of seed {seed}" for seed, n in sorted(by_seed.items()))
     verdict = ("It meets every adherence floor brushwork sets for its default model." if not missed else
                "**It does not meet brushwork's adherence floors for a default model** (" + "; ".join(missed) +
                "): it is bundled because " + args.why_bundled.rstrip(".") + ".")
@@ -124,7 +133,7 @@ trained from scratch on brushwork's procedural **shapes world**: 6 shapes (circl
 triangle, star, heart, cross), 10 colours, counts 1–4, sizes, absolute positions and relations,
 on plain backgrounds. Native size {rec["size"]}×{rec["size"]} px. Licence: Apache-2.0.
 
-- **Training data:** {images:,} shapes-world images (seed {rec["seed"]}), made by
+- **Training data:** shapes-world images, {data}, made by
   `brushwork dataset make`; image *i* depends only on the seed and *i*, so a run that used fewer images used the
   first ones (each run's count is in `brushwork_training.json`). The reserved shapes (diamond, crescent) never appear.
 - **Held out by scene** (no training image contains them; see `{DEFAULT_HOLDOUT.name}`):

@@ -97,3 +97,23 @@ def test_card_lists_the_chain_and_versions_accumulate(tmp_path, monkeypatch):
     assert len(versions.read_text().splitlines()) == 2
     text = readme.read_text()
     assert "| 2 | v11 | default | 2 | 6,000 | 135.5 |" in text and text.endswith("end\n")
+
+
+def test_a_version_of_two_runs_takes_its_first_runs_init_and_lists_each_data_seed(tmp_path, monkeypatch):
+    model, readme = _setup(tmp_path, CATS)
+    base = {"command": "c", "complete": True, "minutes": {"unet": 1.0}, "total_minutes": 1.0, "unet_steps": 100}
+    run1 = {**base, "init": None, "data_seed": 0, "images": 50000, "step_offset": 0}
+    run2 = {**base, "init": "default", "data_seed": 1, "images": 160000, "step_offset": 100}
+    run3 = {**base, "init": "runs/gpu/te/model", "data_seed": 1, "images": 160000, "step_offset": 200}
+    recipe = {"images": 50000, "size": 64, "seed": 0, "vae_steps": 2500, "unet_batch": 32}
+    versions = tmp_path / "versions.jsonl"
+    for chain in ([run1], [run1, run2, run3]):
+        (model / "brushwork_training.json").write_text(json.dumps(
+            {"recipe_version": 11, "recipe": recipe, "unet_steps_done": 100, "complete": True,
+             "unet_steps_total": 100 * len(chain), "total_minutes": float(len(chain)), "chain": chain}))
+        _run(monkeypatch, tmp_path, model, readme, "--versions", str(versions))
+    rows = [json.loads(line) for line in versions.read_text().splitlines()]
+    assert [r["init"] for r in rows] == [None, "default"]  # not the intermediate model run 3 continued
+    _run(monkeypatch, tmp_path, model, readme, "--versions", str(versions))  # carded again: the same row
+    assert [json.loads(line)["init"] for line in versions.read_text().splitlines()] == [None, "default"]
+    assert "50,000 of seed 0 and 160,000 of seed 1" in (model / "README.md").read_text()
