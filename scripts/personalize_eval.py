@@ -2,10 +2,12 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
         --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
-        [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K]
+        [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied] [--train-word]
 
 1. Renders 5 images each of "a <colour> diamond" and "a <colour> crescent" (red, blue, green, yellow, purple;
-   neither shape is in the default model's training data) at the model's native size.
+   neither shape is in the default model's training data) at the model's native size; with ``--varied``, of
+   several sizes on backgrounds of those 5 colours ("a large red diamond on a blue background"); with
+   ``--captions``, each with its own caption file saying so, instead of the instance prompt "a diamond".
 2. Trains, timing each run (``brushwork train`` defaults unless ``--steps``): a diamond LoRA, a crescent LoRA (for
    stacking), a textual-inversion token ``<diamond>``, and a DreamBooth of diamonds (class prompt "a square").
 3. Judges 4 images per prompt of a 43-prompt diamond set in five categories (single_object, colors, counting,
@@ -36,9 +38,14 @@ import numpy as np
 COLOURS = ("red", "blue", "green", "yellow", "purple")  # the training renders' colours
 LIMITS = {"lora": 5, "embedding": 5, "dreambooth": 15}
 TOKEN = "<diamond>"
+VARIED_SIZES = ("large ", "small ", "", "large ", "small ")
 
 
-def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: bool = False) -> Path:
+def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: bool = False,
+                  varied: bool = False) -> Path:
+    """5 renders of ``shape``, one per training colour. Plain: "a <colour> <shape>" (size, place and background
+    drawn by the scene sampler, so any colour may be the background). ``varied``: sizes and backgrounds chosen
+    too, every background one of the 5 training colours (so no colour the judged set asks for appears)."""
     from PIL import Image
 
     from brushwork.world.grammar import parse
@@ -46,14 +53,16 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
     from brushwork.world.scene import sample_scene
 
     folder.mkdir(parents=True, exist_ok=True)
+    for p in folder.iterdir():
+        p.unlink()
     for i, colour in enumerate(COLOURS):
-        px = render(sample_scene(parse(f"a {colour} {shape}"), seed + i, width=size))
+        text = f"a {colour} {shape}"
+        if varied:
+            text = f"a {VARIED_SIZES[i]}{colour} {shape} on a {COLOURS[(i + 1) % len(COLOURS)]} background"
+        px = render(sample_scene(parse(text), seed + i, width=size))
         Image.fromarray(px).save(folder / f"{shape}_{colour}.png")
-        caption = folder / f"{shape}_{colour}.txt"
-        if captions:  # what a user would write beside each picture: its colour and the new word
-            caption.write_text(f"a {colour} {shape}\n")
-        elif caption.exists():
-            caption.unlink()
+        if captions:  # what a user would write beside each picture: what it shows, with the new word
+            (folder / f"{shape}_{colour}.txt").write_text(text + "\n")
     return folder
 
 
@@ -130,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--captions", action="store_true",
                     help="write a caption per training image ('a red diamond'), instead of one instance prompt")
     ap.add_argument("--lora-text-encoder", action="store_true", help="LoRAs train on the text encoder too")
+    ap.add_argument("--varied", action="store_true",
+                    help="training renders of several sizes on backgrounds of the training colours")
+    ap.add_argument("--train-word", action="store_true",
+                    help="LoRAs also train the shape word's embedding (train lora --train-word diamond|crescent)")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -138,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(","))
     n = args.images_per_prompt
     native = load_pipeline(args.model, hash=False).native_size
-    diamonds = render_shapes(work / "diamonds", "diamond", native, captions=args.captions)
-    crescents = render_shapes(work / "crescents", "crescent", native, captions=args.captions)
+    diamonds = render_shapes(work / "diamonds", "diamond", native, captions=args.captions, varied=args.varied)
+    crescents = render_shapes(work / "crescents", "crescent", native, captions=args.captions, varied=args.varied)
     prompts = bench_prompts(shape_prompts("diamond"))
     report: dict = {"model": args.model, "images_per_prompt": n, "prompts": len(prompts),
                     "captions": args.captions, "lora_text_encoder": args.lora_text_encoder,
+                    "train_word": args.train_word, "varied": args.varied,
                     "own": {"overall": own["overall"], "categories": own_cat}, "training": {}, "judged": {}}
 
     def save():
@@ -154,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     lora = work / "diamond-lora.safetensors"
     if only & {"lora", "stack"}:
         report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond",
-                                           text_encoder=args.lora_text_encoder)
+                                           text_encoder=args.lora_text_encoder,
+                                           words=["diamond"] if args.train_word else [])
         report["judged"]["lora"] = judged(prompts, gen(loras=[{"name": str(lora), "weight": 1}]), n,
                                           work / "judged-lora")
         zero = gen(loras=[{"name": str(lora), "weight": 0}])
@@ -165,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     if "stack" in only:
         crescent = work / "crescent-lora.safetensors"
         report["training"]["lora_crescent"] = train("lora", crescents, crescent, args, prompt="a crescent",
-                                                    text_encoder=args.lora_text_encoder)
+                                                    text_encoder=args.lora_text_encoder,
+                                                    words=["crescent"] if args.train_word else [])
         pairs = [(f"a diamond and a {c} crescent", "two_object") for c in ("red", "blue", "green")]
         pairs += [("a diamond and a crescent", "two_object"), ("a crescent and a diamond", "two_object")]
         pairs += [(f"a {a} diamond and a {b} crescent", "two_object")

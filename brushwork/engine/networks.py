@@ -10,6 +10,10 @@ with the same LoRAs only re-weights them (``set_adapters``), and a request witho
 weight 0 is not applied at all, so its images are bit-identical to none. Kohya files are converted here to
 peft's key names with ``alpha / rank`` folded into ``lora_B`` (diffusers 0.42's own kohya path drops the text
 encoder's attention LoRAs under transformers 5); every other layout goes to diffusers as it is.
+
+A LoRA's bundled embeddings (``bundle_emb.WORD.string_to_param.*``, as kohya and A1111 write them; ``brushwork
+train lora --train-word`` makes them) are loaded as private tokens ``<WORD-HASH>`` and, while the LoRA is applied
+(weight not 0), take the place of WORD in both prompts.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from brushwork.engine.params import GenerationParams, LoraUse
+from brushwork.engine.prompts import word_pattern
 from brushwork.errors import InvalidParameter, ModelFileError
 from brushwork.models.networks import NetworkFile, check_family, find_network, model_family, read_network
 
@@ -135,7 +140,11 @@ def apply(loaded, nets: Networks, *, allow_pickle: bool = False) -> Networks:
         elif state.get("adapters"):
             pipe.disable_lora()
         state["active"] = wanted
-    if nets.embeddings:
+    words = _bundled_words(pipe, state, active)
+    for word, token in words.items():
+        nets.prompt = word_pattern(word).sub(token, nets.prompt)
+        nets.negative_prompt = word_pattern(word).sub(token, nets.negative_prompt)
+    if nets.embeddings or words:
         nets.prompt = pipe.maybe_convert_prompt(nets.prompt, pipe.tokenizer)
         nets.negative_prompt = pipe.maybe_convert_prompt(nets.negative_prompt, pipe.tokenizer)
     return nets
@@ -144,22 +153,66 @@ def apply(loaded, nets: Networks, *, allow_pickle: bool = False) -> Networks:
 def _load_lora(pipe, state: dict, f: NetworkFile, adapter: str, allow_pickle: bool) -> None:
     if f.architecture.get("style") == "lycoris":
         raise ModelFileError(f"LoRA {f.name!r}: LyCORIS (LoHa/LoKr) files are not supported; use a LoRA/LoCon file")
-    tensors = read_network(f, allow_pickle=allow_pickle)
+    tensors, bundles = split_bundles(read_network(f, allow_pickle=allow_pickle), f.name)
+    if bundles and getattr(pipe, "text_encoder_2", None) is not None:
+        raise ModelFileError(f"LoRA {f.name!r} bundles embeddings ({', '.join(bundles)}); brushwork applies bundled "
+                             "embeddings on Stable Diffusion 1.x/2.x-style models only")
     if any(".lora_mid." in k for k in tensors):
         raise ModelFileError(f"LoRA {f.name!r}: LoCon files with a middle (Tucker) layer are not supported")
     tensors = kohya_to_peft(tensors, pipe) or tensors
-    inactive = [a for a in state["adapters"] if a not in dict(state.get("active", ()))]
+    inactive = [a for a in state["adapters"] if a not in dict(state.get("active") or ())]
     while len(state["adapters"]) >= MAX_ADAPTERS and inactive:
         old = inactive.pop(0)
         pipe.delete_adapters(old)
         state["adapters"].remove(old)
+        state.get("bundles", {}).pop(old, None)
     try:
         pipe.load_lora_weights(tensors, adapter_name=adapter)
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"LoRA {f.name!r} does not fit this model: {first[:300]}") from None
     state["adapters"].append(adapter)
+    state.setdefault("bundles", {})[adapter] = {"file": f.name, "hash": f.hash12, "words": bundles}
     state["active"] = None  # the new adapter is active until set_adapters runs
+
+
+def split_bundles(tensors: dict, name: str) -> tuple[dict, dict]:
+    """A LoRA file's tensors without its bundled embeddings, and those as ``{word: [vectors, width]}``. Only the
+    SD1.x/2.x layout (``bundle_emb.WORD.string_to_param.*``) is read; another one is refused, naming its key."""
+    rest, words = {}, {}
+    for key, value in tensors.items():
+        if not key.startswith("bundle_emb."):
+            rest[key] = value
+            continue
+        word, _, part = key[len("bundle_emb."):].partition(".")
+        if part != "string_to_param.*" or not word or value.ndim != 2:
+            raise ModelFileError(f"LoRA {name!r}: bundled embedding {key!r} is not in the SD1.x/2.x layout "
+                                 "(bundle_emb.WORD.string_to_param.*, [vectors, width])")
+        words[word] = value
+    return rest, words
+
+
+def _bundled_words(pipe, state: dict, active: list[tuple[str, float]]) -> dict[str, str]:
+    """``{word: private token}`` for the bundled embeddings of the applied LoRAs, each loaded once per model."""
+    words, owner = {}, {}
+    loaded = state.setdefault("bundle_tokens", set())
+    for adapter, _ in active:
+        info = state.get("bundles", {}).get(adapter) or {}
+        for word, vectors in info.get("words", {}).items():
+            if word in owner:
+                raise InvalidParameter(f"LoRAs {owner[word]!r} and {info['file']!r} both carry an embedding for the "
+                                       f"word {word!r}; apply one of them", field="prompt")
+            owner[word] = info["file"]
+            token = f"<{word}-{info['hash']}>"
+            if token not in loaded:
+                width = pipe.text_encoder.get_input_embeddings().weight.shape[1]
+                if vectors.shape[1] != width:
+                    raise ModelFileError(f"LoRA {info['file']!r}: its embedding for {word!r} has vectors of width "
+                                         f"{vectors.shape[1]}; this model needs {width}")
+                pipe.load_textual_inversion({"emb_params": vectors}, token=token)
+                loaded.add(token)
+            words[word] = token
+    return words
 
 
 def kohya_to_peft(tensors: dict, pipe) -> dict | None:

@@ -28,6 +28,12 @@ ROUND = 1.1
 SQUARE = 1 / 1.1
 BREAK = ("BREAK", -1.0)  # marker fragment in parse_prompt_attention's output
 
+
+def word_pattern(word: str) -> re.Pattern:
+    """``word`` as a whole word of a prompt, in any case (CLIP tokenizers lower-case prompts); not inside
+    ``<…>`` tokens nor joined to other words by ``-``."""
+    return re.compile(rf"(?<![\w<>-]){re.escape(word)}(?![\w<>-])", re.IGNORECASE)
+
 _ESCAPABLE = "()[]:\\"
 _BREAK_RE = re.compile(r"\s*\bBREAK\b\s*")
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")

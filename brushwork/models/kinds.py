@@ -148,6 +148,9 @@ def _lora(tensors: dict[str, dict], arch: dict) -> tuple[str, str | None, dict]:
     )
     modules = {k.split(".lora")[0].split(".hada")[0].split(".lokr")[0] for k in keys if _is_lora_key(k)}
     arch.update({"style": style, "rank": rank, "cross_attention_dim": width, "targets": targets, "modules": len(modules)})
+    bundled = sorted({k.split(".", 2)[1] for k in keys if k.startswith("bundle_emb.") and k.count(".") >= 2})
+    if bundled:  # kohya/A1111 bundled embeddings: words whose token embeddings the LoRA trained
+        arch["embeddings"] = bundled
     return "lora", base, arch
 
 

@@ -106,6 +106,11 @@ def _register_personal(tsub) -> None:
             q.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
             q.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: the rank, scale 1)")
             q.add_argument("--text-encoder", action="store_true", help="also train LoRA on the text encoder")
+            q.add_argument("--train-word", dest="words", action="append", default=[], metavar="WORD",
+                           help="also train this caption word's token embedding, bundled in the LoRA file and used "
+                                "wherever a prompt says the word (repeatable); for a word the model never learnt")
+            q.add_argument("--init-word", default=None, help="start the --train-word vectors from this word's "
+                                                             "embedding (default: each word's own)")
         if method == "embedding":
             q.add_argument("--token", default=None, help="the new token, e.g. '<diamond>' (not a word the model has)")
             q.add_argument("--vectors", type=int, default=2, help="vectors per token (default 2)")
@@ -243,7 +248,7 @@ def _personal(args) -> int:
 
     start = time.monotonic()  # --max-minutes counts loading too
     names = ("images", "out", "prompt", "model", "steps", "lr", "batch", "seed", "max_minutes", "work", "rank", "alpha",
-             "text_encoder", "token", "vectors", "init_word", "class_prompt", "class_images", "prior_weight",
+             "text_encoder", "words", "token", "vectors", "init_word", "class_prompt", "class_images", "prior_weight",
              "sample_every")
     s = Settings(method=args.method, **{k: getattr(args, k) for k in names if hasattr(args, k)})
     res = run(s, start=start)

@@ -120,6 +120,17 @@ def test_stacking_two_loras(tiny_model, lora_dir):
     assert set(g.params.lora_hashes) == {"a", "b"}
 
 
+def test_a_first_request_may_stack_two_loras_never_loaded_before(tiny_model, lora_dir):
+    pipe = _pipe(tiny_model)
+    loras.kohya_lora(pipe, lora_dir / "a.safetensors", seed=1)
+    loras.kohya_lora(pipe, lora_dir / "b.safetensors", seed=2)
+    both, _ = _gen(Studio(), tiny_model, "x <lora:a:1> <lora:b:0.5>")  # both load in one request
+    studio = Studio()
+    _gen(studio, tiny_model, "x <lora:a:1>")
+    _gen(studio, tiny_model, "x <lora:b:1>")
+    assert np.abs(_gen(studio, tiny_model, "x <lora:a:1> <lora:b:0.5>")[0] - both).max() <= 1
+
+
 def test_from_png_reloads_a_lora_by_its_hash(tiny_model, lora_dir, tmp_path):
     from brushwork.models.registry import Registry
 

@@ -43,7 +43,7 @@ def train_embedding(s: Settings, *, start: float | None = None) -> dict:
                      "token": s.token, "vectors": s.vectors, "init_word": s.init_word, "batch": s.batch,
                      "seed": s.seed})
     vectors = torch.nn.Parameter(init.clone())
-    hook = pipe.text_encoder.get_input_embeddings().register_forward_hook(_inject(first, vectors))
+    hook = pipe.text_encoder.get_input_embeddings().register_forward_hook(inject_vectors(first, vectors))
     size = base.native_size
     pixels = inputs.pixels(size)
     obj = Objective(base, pixels, inputs.captions, s.seed)
@@ -130,7 +130,7 @@ def initial_vectors(tokenizer, text_encoder, init_word: str | None, n: int) -> t
     return v.expand(n, -1).clone()
 
 
-def _inject(first: int, vectors: torch.nn.Parameter):
+def inject_vectors(first: int, vectors: torch.nn.Parameter):
     """A forward hook on the token embedding: rows of ids ``first … first+n-1`` come from ``vectors``."""
     n = len(vectors)
 

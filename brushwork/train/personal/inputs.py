@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ class Settings:
     rank: int = 8
     alpha: float | None = None  # None: the rank (LoRA scale 1)
     text_encoder: bool = False
+    words: list[str] = field(default_factory=list)  # LoRA: trigger words whose token embeddings train too
     token: str | None = None
     vectors: int = 2
     init_word: str | None = None

@@ -20,6 +20,7 @@ import torch
 from brushwork.train.personal.base import Objective, check_run, fit, load_base, sample_grid, write_card
 from brushwork.train.personal import DEFAULTS
 from brushwork.train.personal.inputs import Settings, check_out, check_settings, read_folder
+from brushwork.train.personal.words import TrainedWords, check_words
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -28,17 +29,22 @@ ARCHITECTURES = {"brushwork-shapes": "brushwork-shapes", "sd_v1": "stable-diffus
 
 def train_lora(s: Settings, *, start: float | None = None) -> dict:
     """Train (or continue) a LoRA as ``s`` says. Returns {"done", "step", "minutes", "work", and when done "out",
-    "card", "samples", "pipe" (the base pipeline with the trained adapters active)}."""
+    "card", "samples", "pipe" (the base pipeline with the trained adapters active; with ``--train-word`` its
+    tokenizer also has each word's private token ``<WORD>``, holding the trained vectors)}."""
     from peft import LoraConfig
 
     start = time.monotonic() if start is None else start
     check_settings(s)
     check_out(s)
     inputs = read_folder(s.images, s.prompt)
+    check_words(s.words, inputs.captions, inputs.files)
     base = load_base(s.model)
     work, alpha = s.work_dir, float(s.alpha or s.rank)
-    check_run(work, {"method": "lora", "base_sha256": base.sha256, "inputs_sha256": inputs.sha256, "rank": s.rank,
-                     "alpha": alpha, "text_encoder": s.text_encoder, "batch": s.batch, "seed": s.seed})
+    fingerprint = {"method": "lora", "base_sha256": base.sha256, "inputs_sha256": inputs.sha256, "rank": s.rank,
+                   "alpha": alpha, "text_encoder": s.text_encoder, "batch": s.batch, "seed": s.seed}
+    if s.words:  # (absent otherwise, so that work folders of earlier runs still continue)
+        fingerprint |= {"words": s.words, "init_word": s.init_word}
+    check_run(work, fingerprint)
     pipe, size = base.pipe, base.native_size
     pixels = inputs.pixels(size)
     torch.manual_seed(s.seed)  # the adapters' initial weights (a resumed run loads its checkpoint over them)
@@ -49,10 +55,13 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         pipe.text_encoder.add_adapter(LoraConfig(r=s.rank, lora_alpha=alpha, init_lora_weights="gaussian",
                                                  target_modules=TEXT_TARGETS))
         params |= {f"text_encoder.{n}": p for n, p in pipe.text_encoder.named_parameters() if p.requires_grad}
+    words = TrainedWords(pipe.tokenizer, pipe.text_encoder, s.words, s.init_word) if s.words else None
+    if words is not None:
+        params |= words.params()
     obj = Objective(base, pixels, inputs.captions, s.seed)
-    ids = tokenize(pipe.tokenizer, inputs.captions)
+    ids = tokenize(pipe.tokenizer, words.rewrite(inputs.captions) if words else inputs.captions)
     frozen_states = None
-    if not s.text_encoder:
+    if not s.text_encoder and words is None:
         with torch.no_grad():
             frozen_states = pipe.text_encoder(ids).last_hidden_state
 
@@ -63,15 +72,22 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         return obj.loss(pipe.unet, rows, cond, step)
 
     trigger = s.prompt or inputs.captions[0]
-    res = fit(work, params, loss_at, steps=s.steps, lr=s.lr, warmup=DEFAULTS["lora"]["warmup"], start=start,
-              max_minutes=s.max_minutes, desc="lora", title=f"LoRA loss (rank {s.rank}, min-SNR-5)",
-              on_save=samples_every(s, pipe, trigger, pixels, size, work), ckpt_every=s.sample_every or 100,
-              progress=s.progress)
+    shown = words.rewrite([trigger])[0] if words else trigger
+    try:
+        res = fit(work, params, loss_at, steps=s.steps, lr=s.lr, warmup=DEFAULTS["lora"]["warmup"], start=start,
+                  max_minutes=s.max_minutes, desc="lora", title=f"LoRA loss (rank {s.rank}, min-SNR-5)",
+                  on_save=samples_every(s, pipe, shown, pixels, size, work), ckpt_every=s.sample_every or 100,
+                  progress=s.progress)
+    finally:
+        if words is not None:
+            words.settle()
     res["work"] = str(work)
     if not res["done"]:
         return res
     out = Path(s.out)
     tensors = kohya_state_dict(pipe.unet, pipe.text_encoder if s.text_encoder else None, alpha)
+    if words is not None:
+        tensors |= words.bundle()
     minutes = res["minutes"]
     meta = {
         "ss_network_module": "networks.lora", "ss_network_dim": str(s.rank), "ss_network_alpha": f"{alpha:g}",
@@ -86,6 +102,8 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         "brushwork.minutes": f"{minutes:.2f}", "brushwork.images": str(len(pixels)),
         "brushwork.text_encoder": str(s.text_encoder).lower(),
     }
+    if words is not None:
+        meta["brushwork.words"] = ",".join(s.words)
     save_atomic(tensors, out, meta)
     card = write_card(out.with_suffix(".md"), f"LoRA: {out.stem}", base, {
         "Trigger words": f"`{trigger}`", "Rank / alpha": f"{s.rank} / {alpha:g}",
@@ -93,6 +111,8 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
             " and text-encoder attention (q/k/v/out_proj)" if s.text_encoder else ""),
         "Steps": f"{res['step']} at batch {s.batch}, lr {s.lr:g}", "Minutes": f"{minutes:.1f}",
         "Training images": f"{len(pixels)} at {size}×{size} px",
+        **({"Trained words": ", ".join(f"`{w}`" for w in s.words) + " (their token embeddings, bundled in the file "
+            "as `bundle_emb.WORD.string_to_param.*`; applied where a prompt says the word)"} if words else {}),
         "Format": "kohya-style LoRA (.safetensors); load with diffusers `load_lora_weights` or A1111 `<lora:name:1>`",
     }, front={"tags": ["lora", "brushwork"], "instance_prompt": trigger})
     return {**res, "out": str(out), "card": str(card), "samples": str(work / "samples.png"), "pipe": pipe}
