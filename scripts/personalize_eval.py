@@ -2,7 +2,8 @@
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
         --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
-        [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied] [--train-word]
+        [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied]
+        [--train-word [--init-class]]
 
 1. Renders 5 images each of "a <colour> diamond" and "a <colour> crescent" (red, blue, green, yellow, purple;
    neither shape is in the default model's training data) at the model's native size; with ``--varied``, of
@@ -39,13 +40,15 @@ COLOURS = ("red", "blue", "green", "yellow", "purple")  # the training renders' 
 LIMITS = {"lora": 5, "embedding": 5, "dreambooth": 15}
 TOKEN = "<diamond>"
 VARIED_SIZES = ("large ", "small ", "", "large ", "small ")
+CLASS_WORD = {"diamond": "square", "crescent": "circle"}  # the nearest shape the model knows
 
 
 def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: bool = False,
-                  varied: bool = False) -> Path:
+                  varied: bool = False, word: str | None = None) -> Path:
     """5 renders of ``shape``, one per training colour. Plain: "a <colour> <shape>" (size, place and background
     drawn by the scene sampler, so any colour may be the background). ``varied``: sizes and backgrounds chosen
-    too, every background one of the 5 training colours (so no colour the judged set asks for appears)."""
+    too, every background one of the 5 training colours (so no colour the judged set asks for appears). The
+    captions name the shape as ``word`` (an embedding's token) when given."""
     from PIL import Image
 
     from brushwork.world.grammar import parse
@@ -62,7 +65,7 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
         px = render(sample_scene(parse(text), seed + i, width=size))
         Image.fromarray(px).save(folder / f"{shape}_{colour}.png")
         if captions:  # what a user would write beside each picture: what it shows, with the new word
-            (folder / f"{shape}_{colour}.txt").write_text(text + "\n")
+            (folder / f"{shape}_{colour}.txt").write_text(text.replace(shape, word or shape) + "\n")
     return folder
 
 
@@ -143,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="training renders of several sizes on backgrounds of the training colours")
     ap.add_argument("--train-word", action="store_true",
                     help="LoRAs also train the shape word's embedding (train lora --train-word diamond|crescent)")
+    ap.add_argument("--init-class", action="store_true",
+                    help="with --train-word: start the word's vectors from the nearest known shape's "
+                         "(--init-word square for diamond, circle for crescent)")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -156,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = bench_prompts(shape_prompts("diamond"))
     report: dict = {"model": args.model, "images_per_prompt": n, "prompts": len(prompts),
                     "captions": args.captions, "lora_text_encoder": args.lora_text_encoder,
-                    "train_word": args.train_word, "varied": args.varied,
+                    "train_word": args.train_word, "varied": args.varied, "init_class": args.init_class,
                     "own": {"overall": own["overall"], "categories": own_cat}, "training": {}, "judged": {}}
 
     def save():
@@ -169,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     if only & {"lora", "stack"}:
         report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond",
                                            text_encoder=args.lora_text_encoder,
-                                           words=["diamond"] if args.train_word else [])
+                                           words=["diamond"] if args.train_word else [],
+                                           init_word=CLASS_WORD["diamond"] if args.init_class else None)
         report["judged"]["lora"] = judged(prompts, gen(loras=[{"name": str(lora), "weight": 1}]), n,
                                           work / "judged-lora")
         zero = gen(loras=[{"name": str(lora), "weight": 0}])
@@ -181,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         crescent = work / "crescent-lora.safetensors"
         report["training"]["lora_crescent"] = train("lora", crescents, crescent, args, prompt="a crescent",
                                                     text_encoder=args.lora_text_encoder,
-                                                    words=["crescent"] if args.train_word else [])
+                                                    words=["crescent"] if args.train_word else [],
+                                                    init_word=CLASS_WORD["crescent"] if args.init_class else None)
         pairs = [(f"a diamond and a {c} crescent", "two_object") for c in ("red", "blue", "green")]
         pairs += [("a diamond and a crescent", "two_object"), ("a crescent and a diamond", "two_object")]
         pairs += [(f"a {a} diamond and a {b} crescent", "two_object")
@@ -192,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         save()
     if "embedding" in only:
         emb = work / "diamond-embedding.safetensors"
-        report["training"]["embedding"] = train("embedding", diamonds, emb, args, token=TOKEN, prompt=f"a {TOKEN}")
+        ti_images = render_shapes(work / "diamonds-ti", "diamond", native, captions=args.captions,
+                                  varied=args.varied, word=TOKEN)
+        report["training"]["embedding"] = train("embedding", ti_images, emb, args, token=TOKEN, prompt=f"a {TOKEN}")
         ti = bench_prompts([p for p in shape_prompts("diamond") if p[1] in ("single_object", "colors")],
                            replace=("diamond", TOKEN))
         report["judged"]["embedding"] = judged(ti, gen(embeddings=[str(emb)]), n, work / "judged-embedding")
