@@ -107,8 +107,9 @@ def main() -> int:
     runs = {}
     for name, flags in variants.items():
         cmd = [sys.executable, "-m", "brushwork", "train", "recipe", "--work", str(work / name), "--init", args.init,
-               "--images", str(args.images), "--seed", str(args.data_seed), "--unet-steps", str(steps), "--unet-batch", str(args.batch),
-               "--unet-lr", str(args.lr), "--device", args.device, "--max-minutes", f"{args.train_minutes + 0.5:.2f}",
+               "--images", str(args.images), "--seed", str(args.data_seed), "--unet-steps", str(steps),
+               "--unet-batch", str(args.batch), "--unet-lr", str(args.lr), "--device", args.device,
+               "--max-minutes", f"{args.train_minutes + 0.5:.2f}",
                *flags]
         log = open(out / f"{name}.log", "w")
         runs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), cmd)

@@ -34,6 +34,7 @@ def word_pattern(word: str) -> re.Pattern:
     ``<…>`` tokens nor joined to other words by ``-``."""
     return re.compile(rf"(?<![\w<>-]){re.escape(word)}(?![\w<>-])", re.IGNORECASE)
 
+
 _ESCAPABLE = "()[]:\\"
 _BREAK_RE = re.compile(r"\s*\bBREAK\b\s*")
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")

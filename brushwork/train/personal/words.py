@@ -85,4 +85,3 @@ class TrainedWords:
             table = self.text_encoder.get_input_embeddings().weight
             for w, v in self.vectors.items():
                 table[self.first[w]:self.first[w] + len(v)] = v.to(table.dtype)
-
