@@ -47,13 +47,13 @@ def record_version(path: Path, training: dict, report: dict) -> list[dict]:
     """Add (or refresh, for the same chain) this model's row in the versions file; return all rows."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
     chain = training.get("chain", [])
-    same = rows and rows[-1]["unet_steps_total"] == training.get("unet_steps_total", training["unet_steps_done"]) \
-        and rows[-1]["runs"] == (len(chain) or 1)
-    before = rows[-2] if same and len(rows) > 1 else rows[-1] if rows and not same else None
+    runs, steps = len(chain) or 1, training.get("unet_steps_total", training["unet_steps_done"])
+    same = bool(rows) and rows[-1]["unet_steps_total"] == steps and rows[-1]["runs"] == runs
+    earlier = rows[:-1] if same else rows
     # the version's init is that of its first run: the first after the previous version's runs
-    first = chain[min(before["runs"], len(chain) - 1)] if before and chain else chain[-1] if chain else {}
+    first = chain[min(earlier[-1]["runs"] if earlier else 0, len(chain) - 1)] if chain else {}
     row = {"recipe_version": training.get("recipe_version"), "init": first.get("init"),
-           "runs": len(chain) or 1, "unet_steps_total": training.get("unet_steps_total", training["unet_steps_done"]),
+           "runs": runs, "unet_steps_total": steps,
            "total_minutes": training.get("total_minutes"), "overall": report["overall"], "unseen": report["unseen"],
            "categories": report["categories"]}
     if same:

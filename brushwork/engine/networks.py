@@ -142,8 +142,8 @@ def apply(loaded, nets: Networks, *, allow_pickle: bool = False) -> Networks:
         state["active"] = wanted
     words = _bundled_words(pipe, state, active)
     for word, token in words.items():
-        nets.prompt = word_pattern(word).sub(token, nets.prompt)
-        nets.negative_prompt = word_pattern(word).sub(token, nets.negative_prompt)
+        pattern = word_pattern(word)
+        nets.prompt, nets.negative_prompt = pattern.sub(token, nets.prompt), pattern.sub(token, nets.negative_prompt)
     if nets.embeddings or words:
         nets.prompt = pipe.maybe_convert_prompt(nets.prompt, pipe.tokenizer)
         nets.negative_prompt = pipe.maybe_convert_prompt(nets.negative_prompt, pipe.tokenizer)

@@ -46,7 +46,7 @@ class TrainedWords:
     def __init__(self, tokenizer, text_encoder, words: list[str], init_word: str | None = None):
         from brushwork.train.personal.embedding import add_tokens, initial_vectors, inject_vectors, token_names
 
-        self.tokenizer, self.text_encoder, self.words = tokenizer, text_encoder, list(words)
+        self.text_encoder, self.words = text_encoder, list(words)
         self.vectors: dict[str, torch.nn.Parameter] = {}
         self.first: dict[str, int] = {}
         self.names: dict[str, list[str]] = {}
