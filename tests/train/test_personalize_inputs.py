@@ -159,11 +159,12 @@ def test_captions_resizing_and_transparency(tmp_path):
     Image.fromarray(rgba, "RGBA").save(d / "b.png")
     Image.fromarray(np.full((30, 30, 3), 50, np.uint8)).save(d / "c.jpg")
     Image.fromarray(np.full((30, 30, 3), 90, np.uint8)).save(d / "d.webp")
-    (d / "b.txt").write_text("a  red\ndiamond \n")
+    (d / "b.txt").write_text("a  red   diamond \n\n  a diamond on a  blue background\n")  # one caption a line
     (d / ".DS_Store").write_bytes(b"\0")  # hidden files are skipped
     inp = read_folder(d, "a diamond")
     assert inp.files == ["a.png", "b.png", "c.jpg", "d.webp"]
-    assert inp.captions == ["a diamond", "a red diamond", "a diamond", "a diamond"]
+    assert inp.captions == [["a diamond"], ["a red diamond", "a diamond on a blue background"], ["a diamond"],
+                            ["a diamond"]]
     px = inp.pixels(16)
     assert px.shape == (4, 16, 16, 3) and px.dtype == np.uint8
     assert np.abs(px[0].astype(int) - 200).max() <= 2  # centre-cropped, not squashed

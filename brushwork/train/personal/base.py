@@ -94,9 +94,12 @@ def check_run(work: Path, fingerprint: dict) -> None:
 
 
 class Objective:
-    """The base model's denoising loss on cached latents: ``loss(unet, rows, cond, step)``."""
+    """The base model's denoising loss on cached latents: ``loss(unet, rows, cond, step)``.
 
-    def __init__(self, base: Base, pixels: np.ndarray, captions: list[str], seed: int):
+    ``captions[i]`` are image ``i``'s captions; ``texts`` is all of them, and ``caption_index(rows, step)`` draws
+    one of its image's captions for each row (always the same one when an image has one caption)."""
+
+    def __init__(self, base: Base, pixels: np.ndarray, captions: list[list[str]], seed: int):
         from diffusers import DDPMScheduler
 
         from brushwork.train.vae import encode_all
@@ -106,19 +109,32 @@ class Objective:
         alphas = self.sched.alphas_cumprod
         self.snr_all = alphas / (1 - alphas)
         self.scale = float(base.pipe.vae.config.scaling_factor)
-        # each image, and its mirror image unless its caption names a side: a row is (latent mean/std, caption index)
-        flip = [i for i, c in enumerate(captions) if not {"left", "right"} & set(c.lower().replace(",", " ").split())]
+        self.texts = [c for options in captions for c in options]
+        firsts = np.cumsum([0] + [len(options) for options in captions])
+        # each image, and its mirror image unless a caption of it names a side: a row is (latent mean/std, image)
+        flip = [i for i, options in enumerate(captions)
+                if not any({"left", "right"} & set(c.lower().replace(",", " ").split()) for c in options)]
         with torch.no_grad():
             mean, std = encode_all(base.pipe.vae, pixels)
             fmean, fstd = encode_all(base.pipe.vae, np.ascontiguousarray(pixels[flip, :, ::-1])) if flip else (
                 mean[:0], std[:0])
         self.mean, self.std = torch.cat([mean, fmean]).float(), torch.cat([std, fstd]).float()
-        self.caption_of = torch.tensor(list(range(len(captions))) + flip)
+        image_of = list(range(len(captions))) + flip
+        self.first = torch.tensor([int(firsts[i]) for i in image_of])  # each row's first caption in ``texts``
+        self.count = torch.tensor([len(captions[i]) for i in image_of])
 
     def rows(self, step: int, batch: int) -> torch.Tensor:
         from brushwork.train.data import batch_indices
 
         return torch.from_numpy(batch_indices(np.ones(len(self.mean)), self.seed, step, batch))
+
+    def caption_index(self, rows: torch.Tensor, step: int) -> torch.Tensor:
+        """For each row, the index in ``texts`` of the caption it trains with at ``step``."""
+        count = self.count[rows]
+        if int(count.max()) == 1:
+            return self.first[rows]
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 500_009)
+        return self.first[rows] + (torch.rand(len(rows), generator=gen) * count).long().clamp(max=count - 1)
 
     def loss(self, unet, rows: torch.Tensor, cond: torch.Tensor, step: int) -> torch.Tensor:
         from brushwork.train.diffusion import loss_weight

@@ -105,10 +105,12 @@ def make_class_images(pipe, data: Path, class_prompt: str, count: int, size: int
                 bar.update(1)
 
 
-def write_metadata(data: Path, captions: list[str], class_prompt: str, n_class: int, prior_weight: float) -> None:
-    """``metadata.jsonl``: instance rows weigh 1/n each, class rows prior_weight/K each."""
-    rows = [{"file_name": f"instance_{i:02d}.png", "text": c, "weight": 1.0 / len(captions)}
-            for i, c in enumerate(captions)]
+def write_metadata(data: Path, captions: list[list[str]], class_prompt: str, n_class: int,
+                   prior_weight: float) -> None:
+    """``metadata.jsonl``: the n instance images weigh 1/n each (an image with several captions has a row per
+    caption, sharing its weight), class rows prior_weight/K each."""
+    rows = [{"file_name": f"instance_{i:02d}.png", "text": c, "weight": 1.0 / len(captions) / len(options)}
+            for i, options in enumerate(captions) for c in options]
     rows += [{"file_name": f"class_{i:04d}.png", "text": class_prompt, "weight": prior_weight / n_class}
              for i in range(n_class)]
     (data / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -126,14 +128,14 @@ def save_model(pipe, checkpoint: Path, out: Path) -> None:
     tidy_export(out)
 
 
-def export(s: Settings, base: Base, res: dict, pixels: np.ndarray, captions: list[str], n_class: int,
+def export(s: Settings, base: Base, res: dict, pixels: np.ndarray, captions: list[list[str]], n_class: int,
            minutes: float) -> dict:
     """The fine-tuned model as a diffusers folder at ``s.out`` with its training record, card and a sample grid."""
     from brushwork.train.init import TRAINING_RECORD
 
     out, work = Path(s.out), s.work_dir
     save_model(base.pipe, work / "unet" / "checkpoint", out)
-    trigger, n_instance = s.prompt or captions[0], len(captions)
+    trigger, n_instance = s.prompt or captions[0][0], len(captions)
     run = {"command": shlex.join(["brushwork", *sys.argv[1:]]) if Path(sys.argv[0]).name == "brushwork"
            else "train_dreambooth()", "init": s.model, "method": "dreambooth", "instance_prompt": s.prompt,
            "class_prompt": s.class_prompt, "instance_images": n_instance, "class_images": n_class,

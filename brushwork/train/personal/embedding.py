@@ -30,9 +30,11 @@ def train_embedding(s: Settings, *, start: float | None = None) -> dict:
     check_out(s)
     prompt = s.prompt or f"a {s.token}"
     inputs = read_folder(s.images, prompt)
-    for name, caption in zip(inputs.files, inputs.captions):
-        if s.token not in caption:
-            raise InvalidParameter(f"--images: the caption of {name} ({caption!r}) does not contain --token {s.token}")
+    for name, options in zip(inputs.files, inputs.captions):
+        for caption in options:
+            if s.token not in caption:
+                raise InvalidParameter(f"--images: the caption of {name} ({caption!r}) does not contain --token "
+                                       f"{s.token}")
     base = load_base(s.model)
     pipe = base.pipe
     names = token_names(pipe.tokenizer, s.token, s.vectors)
@@ -47,11 +49,11 @@ def train_embedding(s: Settings, *, start: float | None = None) -> dict:
     size = base.native_size
     pixels = inputs.pixels(size)
     obj = Objective(base, pixels, inputs.captions, s.seed)
-    ids = tokenize(pipe.tokenizer, pipe.maybe_convert_prompt(inputs.captions, pipe.tokenizer))
+    ids = tokenize(pipe.tokenizer, pipe.maybe_convert_prompt(obj.texts, pipe.tokenizer))
 
     def loss_at(step: int) -> torch.Tensor:
         rows = obj.rows(step, s.batch)
-        return obj.loss(pipe.unet, rows, encode_unique(pipe.text_encoder, ids[obj.caption_of[rows]]), step)
+        return obj.loss(pipe.unet, rows, encode_unique(pipe.text_encoder, ids[obj.caption_index(rows, step)]), step)
 
     try:
         res = fit(work, {"vectors": vectors}, loss_at, steps=s.steps, lr=s.lr, warmup=DEFAULTS["embedding"]["warmup"],

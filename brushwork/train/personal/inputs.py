@@ -1,7 +1,9 @@
 """What a personalisation run is given, checked before anything is written.
 
 A training folder holds 3–20 images (``.png``, ``.jpg``/``.jpeg``, ``.webp``) and, optionally, one caption file per
-image (``x.png`` + ``x.txt``); an image without one is captioned with the instance prompt (``--prompt``). Hidden
+image (``x.png`` + ``x.txt``); an image without one is captioned with the instance prompt (``--prompt``). A caption
+file holds one caption per line; with several, each training step draws one of them for the image (several
+phrasings of what it shows, so the new word is learnt in more than one context). Hidden
 files (``.name``) are skipped; anything else (another file, a sub-folder, a caption without its image) is refused,
 naming it. Every image is decoded here, so a corrupt one is refused before the model loads. ``Inputs.pixels(size)``
 gives them centre-cropped to a square and resized to the model's native size.
@@ -135,7 +137,7 @@ def check_out(s: Settings) -> None:
 class Inputs:
     folder: Path
     files: list[str]
-    captions: list[str]
+    captions: list[list[str]]  # each image's captions (one per line of its x.txt; the instance prompt without one)
     images: list[Image.Image]
     sha256: str  # of every image's bytes and caption: a work folder is only continued on the same inputs
 
@@ -185,17 +187,18 @@ def read_folder(folder: str | Path, prompt: str | None, flag: str = "--images") 
         txt = p.with_suffix(".txt")
         if txt.is_file():
             try:
-                caption = " ".join(txt.read_text(encoding="utf-8").split())
+                lines = txt.read_text(encoding="utf-8").splitlines()
             except (UnicodeDecodeError, OSError) as exc:
                 raise InvalidParameter(f"{flag}: cannot read caption {txt.name}: {exc}") from None
-            if not caption:
+            options = [" ".join(line.split()) for line in lines if line.strip()]
+            if not options:
                 raise InvalidParameter(f"{flag}: caption {txt.name} is empty")
         elif prompt is not None:
-            caption = prompt
+            options = [prompt]
         else:
             raise InvalidParameter(f"{flag}: {p.name} has no caption file ({p.stem}.txt) and no --prompt was given")
-        captions.append(caption)
-        h.update(hashlib.sha256(data).digest() + caption.encode() + b"\0")
+        captions.append(options)
+        h.update(hashlib.sha256(data).digest() + "\n".join(options).encode() + b"\0")
     return Inputs(root, [p.name for p in images], captions, decoded, h.hexdigest())
 
 

@@ -59,7 +59,7 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
     if words is not None:
         params |= words.params()
     obj = Objective(base, pixels, inputs.captions, s.seed)
-    ids = tokenize(pipe.tokenizer, words.rewrite(inputs.captions) if words else inputs.captions)
+    ids = tokenize(pipe.tokenizer, words.rewrite(obj.texts) if words else obj.texts)
     frozen_states = None
     if not s.text_encoder and words is None:
         with torch.no_grad():
@@ -67,11 +67,11 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
 
     def loss_at(step: int) -> torch.Tensor:
         rows = obj.rows(step, s.batch)
-        caps = obj.caption_of[rows]
+        caps = obj.caption_index(rows, step)
         cond = frozen_states[caps] if frozen_states is not None else encode_unique(pipe.text_encoder, ids[caps])
         return obj.loss(pipe.unet, rows, cond, step)
 
-    trigger = s.prompt or inputs.captions[0]
+    trigger = s.prompt or inputs.captions[0][0]
     shown = words.rewrite([trigger])[0] if words else trigger
     try:
         res = fit(work, params, loss_at, steps=s.steps, lr=s.lr, warmup=DEFAULTS["lora"]["warmup"], start=start,

@@ -25,8 +25,9 @@ WORD = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 BUNDLE_KEY = "bundle_emb.{}.string_to_param.*"
 
 
-def check_words(words: list[str], captions: list[str], files: list[str]) -> None:
-    """Each ``--train-word`` is one lower-case word, given once, used by some caption; ``InvalidParameter`` else."""
+def check_words(words: list[str], captions: list[list[str]], files: list[str]) -> None:
+    """Each ``--train-word`` is one lower-case word, given once, used by some caption (``captions[i]``: image
+    ``i``'s); ``InvalidParameter`` else."""
     seen = set()
     for w in words:
         if not WORD.fullmatch(w):
@@ -35,8 +36,8 @@ def check_words(words: list[str], captions: list[str], files: list[str]) -> None
         if w in seen:
             raise InvalidParameter(f"--train-word {w} is given twice")
         seen.add(w)
-        if not any(word_pattern(w).search(c) for c in captions):
-            shown = ", ".join(f"{f}: {c!r}" for f, c in list(zip(files, captions))[:3])
+        if not any(word_pattern(w).search(c) for options in captions for c in options):
+            shown = ", ".join(f"{f}: {options[0]!r}" for f, options in list(zip(files, captions))[:3])
             raise InvalidParameter(f"--train-word {w}: no caption uses that word ({shown})")
 
 
