@@ -44,13 +44,17 @@ CLASS_WORD = {"diamond": "square", "crescent": "circle"}  # the nearest shape th
 
 
 def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: bool = False,
-                  varied: bool = False, word: str | None = None) -> Path:
+                  varied: bool = False, word: str | None = None, variants: int = 1) -> Path:
     """5 renders of ``shape``, one per training colour. Plain: "a <colour> <shape>" (size, place and background
     drawn by the scene sampler, so any colour may be the background). ``varied``: sizes and backgrounds chosen
     too, every background one of the 5 training colours (so no colour the judged set asks for appears). The
-    captions name the shape as ``word`` (an embedding's token) when given."""
+    captions name the shape as ``word`` (an embedding's token) when given. ``variants`` > 1: each caption file
+    holds that many distinct lines, the first the plain caption and the rest the world captioner's phrasings of
+    the same scene (some leave the colour out, some name the background)."""
+    import numpy as np
     from PIL import Image
 
+    from brushwork.world.captions import caption
     from brushwork.world.grammar import parse
     from brushwork.world.render import render
     from brushwork.world.scene import sample_scene
@@ -62,10 +66,19 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
         text = f"a {colour} {shape}"
         if varied:
             text = f"a {VARIED_SIZES[i]}{colour} {shape} on a {COLOURS[(i + 1) % len(COLOURS)]} background"
-        px = render(sample_scene(parse(text), seed + i, width=size))
-        Image.fromarray(px).save(folder / f"{shape}_{colour}.png")
+        spec = parse(text)
+        scene = sample_scene(spec, seed + i, width=size)
+        Image.fromarray(render(scene)).save(folder / f"{shape}_{colour}.png")
         if captions:  # what a user would write beside each picture: what it shows, with the new word
-            (folder / f"{shape}_{colour}.txt").write_text(text.replace(shape, word or shape) + "\n")
+            lines, rng = [text], np.random.default_rng([seed, i])
+            for _ in range(50 * variants):
+                if len(lines) >= variants:
+                    break
+                line = caption(spec, scene, rng).rstrip(".")
+                if line not in lines:
+                    lines.append(line)
+            (folder / f"{shape}_{colour}.txt").write_text("".join(t.replace(shape, word or shape) + "\n"
+                                                                  for t in lines))
     return folder
 
 
@@ -137,11 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="lora,stack,embedding,dreambooth")
     ap.add_argument("--benchmark", action="store_true", help="also the forgetting checks on the whole benchmark")
     ap.add_argument("--images-per-prompt", type=int, default=4)
+    ap.add_argument("--no-base", action="store_true", help="skip judging the base model on the diamond set")
     ap.add_argument("--steps", type=int, default=None, help="override every method's default steps")
     ap.add_argument("--class-images", type=int, default=32)
     ap.add_argument("--captions", action="store_true",
                     help="write a caption per training image ('a red diamond'), instead of one instance prompt")
+    ap.add_argument("--caption-variants", type=int, default=1,
+                    help="with --captions: this many distinct captions per image, one per line (the world captioner's)")
     ap.add_argument("--lora-text-encoder", action="store_true", help="LoRAs train on the text encoder too")
+    ap.add_argument("--dreambooth-text-encoder", action="store_true",
+                    help="DreamBooth trains the text encoder too (train dreambooth --text-encoder)")
     ap.add_argument("--varied", action="store_true",
                     help="training renders of several sizes on backgrounds of the training colours")
     ap.add_argument("--train-word", action="store_true",
@@ -157,11 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(","))
     n = args.images_per_prompt
     native = load_pipeline(args.model, hash=False).native_size
-    diamonds = render_shapes(work / "diamonds", "diamond", native, captions=args.captions, varied=args.varied)
-    crescents = render_shapes(work / "crescents", "crescent", native, captions=args.captions, varied=args.varied)
+    kw = {"captions": args.captions, "varied": args.varied, "variants": args.caption_variants}
+    diamonds = render_shapes(work / "diamonds", "diamond", native, **kw)
+    crescents = render_shapes(work / "crescents", "crescent", native, **kw)
     prompts = bench_prompts(shape_prompts("diamond"))
     report: dict = {"model": args.model, "images_per_prompt": n, "prompts": len(prompts),
-                    "captions": args.captions, "lora_text_encoder": args.lora_text_encoder,
+                    "captions": args.captions, "caption_variants": args.caption_variants,
+                    "lora_text_encoder": args.lora_text_encoder,
+                    "dreambooth_text_encoder": args.dreambooth_text_encoder,
                     "train_word": args.train_word, "varied": args.varied, "init_class": args.init_class,
                     "own": {"overall": own["overall"], "categories": own_cat}, "training": {}, "judged": {}}
 
@@ -170,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
     studio = Studio()
     gen = lambda **kw: engine_generate(args.model, studio, **kw)[0]  # noqa: E731
-    report["judged"]["base"] = judged(prompts, gen(), n)
+    if not args.no_base:
+        report["judged"]["base"] = judged(prompts, gen(), n)
     lora = work / "diamond-lora.safetensors"
     if only & {"lora", "stack"}:
         report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond",
@@ -200,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         save()
     if "embedding" in only:
         emb = work / "diamond-embedding.safetensors"
-        ti_images = render_shapes(work / "diamonds-ti", "diamond", native, captions=args.captions,
-                                  varied=args.varied, word=TOKEN)
+        ti_images = render_shapes(work / "diamonds-ti", "diamond", native, word=TOKEN, **kw)
         report["training"]["embedding"] = train("embedding", ti_images, emb, args, token=TOKEN, prompt=f"a {TOKEN}")
         ti = bench_prompts([p for p in shape_prompts("diamond") if p[1] in ("single_object", "colors")],
                            replace=("diamond", TOKEN))
@@ -210,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     if "dreambooth" in only:
         db = work / "diamond-dreambooth"
         report["training"]["dreambooth"] = train("dreambooth", diamonds, db, args, prompt="a diamond",
-                                                 class_prompt="a square", class_images=args.class_images)
+                                                 class_prompt="a square", class_images=args.class_images,
+                                                 text_encoder=args.dreambooth_text_encoder)
         db_gen = lambda: engine_generate(str(db), studio)[0]  # noqa: E731
         report["judged"]["dreambooth"] = judged(prompts, db_gen(), n, work / "judged-dreambooth")
         save()

@@ -122,6 +122,8 @@ def _register_personal(tsub) -> None:
                                                                         "(default 32)")
             q.add_argument("--prior-weight", type=float, default=1.0,
                            help="class rows drawn this many times as often as instance rows (default 1)")
+            q.add_argument("--text-encoder", action="store_true",
+                           help="train the text encoder too (for a word the base model never learnt)")
         else:
             q.add_argument("--sample-every", type=int, default=100,
                            help="a sample grid (and a checkpoint) every N steps, 0: at the end only (default 100)")

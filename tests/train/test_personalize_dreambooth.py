@@ -1,5 +1,5 @@
 """``brushwork train dreambooth``: class images by the base model, the weighted imagefolder, a fine-tune through
-``train_unet`` (text encoder frozen), a diffusers folder with its record and card; resuming."""
+``train_unet`` (text encoder frozen, or trained with ``--text-encoder``), a diffusers folder with its record and card; resuming."""
 
 import json
 import sys
@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import personalize_tiny as tiny  # noqa: E402
 
+from brushwork.errors import InvalidParameter  # noqa: E402
 from brushwork.train.data import load_imagefolder  # noqa: E402
 from brushwork.train.personal.dreambooth import train_dreambooth  # noqa: E402
 from brushwork.train.personal.inputs import Settings  # noqa: E402
@@ -90,3 +91,26 @@ def test_stopped_run_continues_and_class_images_are_made_once(tmp_path, world):
     assert none["done"] and load_imagefolder(tmp_path / "plain.work" / "data").files == [
         f"instance_{i:02d}.png" for i in range(5)]
     assert load_file(tmp_path / "plain" / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+def test_text_encoder_trains_with_the_unet_when_asked(tmp_path, world):
+    from brushwork.models.load import load_pipeline
+
+    res = train_dreambooth(_settings(world, tmp_path, text_encoder=True, class_images=2))
+    assert res["done"]
+    base = load_pipeline(str(world["model"]), dtype="fp16", hash=False).pipe
+    m = load_pipeline(res["out"], dtype="fp32", hash=False).pipe
+    for comp in ("text_encoder", "unet"):
+        a, b = getattr(base, comp).state_dict(), getattr(m, comp).state_dict()
+        assert any(not torch.equal(a[k].float(), b[k]) for k in a), comp
+    a, b = base.vae.state_dict(), m.vae.state_dict()
+    assert all(torch.equal(a[k].float(), b[k]) for k in a)
+    run = json.loads((Path(res["out"]) / "brushwork_training.json").read_text())["chain"][-1]
+    assert run["text_encoder"] is True
+    assert "(UNet and text encoder)" in (Path(res["out"]) / "README.md").read_text()
+    # a work folder of a frozen-text-encoder run is not continued with the text encoder training
+    frozen = _settings(world, tmp_path, out=str(tmp_path / "frozen"), class_images=2)
+    assert train_dreambooth(frozen)["done"]
+    with pytest.raises(InvalidParameter, match="text_encoder"):
+        train_dreambooth(_settings(world, tmp_path, out=str(tmp_path / "frozen"), class_images=2, text_encoder=True,
+                                   steps=4))

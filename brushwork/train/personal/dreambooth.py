@@ -6,9 +6,12 @@
    so a batch draws class rows ``--prior-weight`` times as often as instance rows (DreamBooth's prior-preservation
    loss weight, as a sampling ratio: ``train_unet``'s weighted sampler draws the rows).
 3. ``train.diffusion.train_unet`` with the base model as ``init`` (what ``train unet --init`` runs): the text
-   encoder frozen, warm-up, cosine to a tenth of ``--lr``, min-SNR-5, EMA; checkpoints in ``WORK/unet``.
-4. The EMA UNet with the base's other components and scheduler, saved as a diffusers folder at ``--out`` (fp16), its
-   ``brushwork_training.json`` the base's record plus this run, a ``README.md`` card with the inherited licence.
+   encoder frozen (with ``--text-encoder`` trained too, at the same learning rate, as diffusers' DreamBooth script's
+   ``--train_text_encoder``: the way a word the base never learnt gets an embedding), warm-up, cosine to a tenth
+   of ``--lr``, min-SNR-5, EMA; checkpoints in ``WORK/unet``.
+4. The EMA UNet (and text encoder, when it trained) with the base's other components and scheduler, saved as a
+   diffusers folder at ``--out`` (fp16), its ``brushwork_training.json`` the base's record plus this run, a
+   ``README.md`` card with the inherited licence.
 """
 
 from __future__ import annotations
@@ -41,9 +44,12 @@ def train_dreambooth(s: Settings, *, start: float | None = None) -> dict:
     base = load_base(s.model)
     work = s.work_dir
     n_class = s.class_images if s.prior_weight > 0 else 0
-    check_run(work, {"method": "dreambooth", "base_sha256": base.sha256, "inputs_sha256": inputs.sha256,
-                     "class_prompt": s.class_prompt, "class_images": n_class, "prior_weight": s.prior_weight,
-                     "batch": s.batch, "seed": s.seed})
+    fingerprint = {"method": "dreambooth", "base_sha256": base.sha256, "inputs_sha256": inputs.sha256,
+                   "class_prompt": s.class_prompt, "class_images": n_class, "prior_weight": s.prior_weight,
+                   "batch": s.batch, "seed": s.seed}
+    if s.text_encoder:  # (absent otherwise, so that work folders of earlier runs still continue)
+        fingerprint["text_encoder"] = True
+    check_run(work, fingerprint)
     minutes_file = work / "minutes.json"
     before = json.loads(minutes_file.read_text())["minutes"] if minutes_file.is_file() else 0.0
     size, pipe = base.native_size, base.pipe
@@ -54,15 +60,17 @@ def train_dreambooth(s: Settings, *, start: float | None = None) -> dict:
     init = Start(pipe.tokenizer, pipe.vae, pipe.unet, pipe.text_encoder, dict(base.scheduler_config),
                  int(base.record.get("unet_steps_total", 0)), base.record)
     pipe.unet.requires_grad_(True)
-    # train_unet keeps an EMA of the frozen text encoder too and loads it at the end: an EMA of constant weights,
+    # train_unet keeps an EMA of a frozen text encoder too and loads it at the end: an EMA of constant weights,
     # equal to them up to float rounding. The base's own weights are put back, so they are saved unchanged.
     text_weights = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
     left = None if s.max_minutes is None else max(1e-6, s.max_minutes - (time.monotonic() - start) / 60)
     res = train_unet(data, None, None, work / "unet", init=init, steps=s.steps, batch=s.batch, lr=s.lr,
                      warmup=min(DEFAULTS["dreambooth"]["warmup"], s.steps // 4), final_lr_frac=0.1,
-                     train_text_encoder=False, seed=s.seed, max_minutes=left, progress=s.progress)
+                     train_text_encoder=s.text_encoder, seed=s.seed, max_minutes=left, progress=s.progress)
     pipe.unet.requires_grad_(False)
-    pipe.text_encoder.load_state_dict(text_weights)
+    pipe.text_encoder.requires_grad_(False)
+    if not s.text_encoder:
+        pipe.text_encoder.load_state_dict(text_weights)
     out = {"done": res["done"], "step": res["step"], "work": str(work)}
     if res["done"]:
         out |= export(s, base, res, pixels, inputs.captions, n_class, before + (time.monotonic() - start) / 60)
@@ -116,13 +124,16 @@ def write_metadata(data: Path, captions: list[list[str]], class_prompt: str, n_c
     (data / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def save_model(pipe, checkpoint: Path, out: Path) -> None:
-    """The checkpoint's EMA UNet into ``pipe`` (its other components are the base model's), saved as fp16."""
+def save_model(pipe, checkpoint: Path, out: Path, text_encoder: bool = False) -> None:
+    """The checkpoint's EMA UNet (and with ``text_encoder`` its EMA text encoder) into ``pipe`` (its other
+    components are the base model's), saved as fp16."""
     from safetensors.torch import load_file
 
     from brushwork.train.recipe import tidy_export
 
     pipe.unet.load_state_dict(load_file(checkpoint / "unet.ema.safetensors"))
+    if text_encoder:
+        pipe.text_encoder.load_state_dict(load_file(checkpoint / "text_encoder.ema.safetensors"))
     pipe.to(torch.float16).save_pretrained(out, safe_serialization=True)
     pipe.to(torch.float32)  # the samples then show the saved (fp16-rounded) weights
     tidy_export(out)
@@ -134,12 +145,13 @@ def export(s: Settings, base: Base, res: dict, pixels: np.ndarray, captions: lis
     from brushwork.train.init import TRAINING_RECORD
 
     out, work = Path(s.out), s.work_dir
-    save_model(base.pipe, work / "unet" / "checkpoint", out)
+    save_model(base.pipe, work / "unet" / "checkpoint", out, s.text_encoder)
     trigger, n_instance = s.prompt or captions[0][0], len(captions)
     run = {"command": shlex.join(["brushwork", *sys.argv[1:]]) if Path(sys.argv[0]).name == "brushwork"
            else "train_dreambooth()", "init": s.model, "method": "dreambooth", "instance_prompt": s.prompt,
            "class_prompt": s.class_prompt, "instance_images": n_instance, "class_images": n_class,
-           "prior_weight": s.prior_weight, "lr": s.lr, "batch": s.batch, "data_seed": s.seed,
+           "prior_weight": s.prior_weight, "text_encoder": s.text_encoder, "lr": s.lr, "batch": s.batch,
+           "data_seed": s.seed,
            "step_offset": res["step_offset"], "unet_steps": res["step"], "minutes": round(minutes, 2),
            "complete": True}
     record = {**base.record, "dreambooth_of": {"model": base.name, "sha256": base.sha256},
@@ -148,7 +160,8 @@ def export(s: Settings, base: Base, res: dict, pixels: np.ndarray, captions: lis
     card = write_card(out / "README.md", f"DreamBooth of {base.name}: {trigger}", base, {
         "Instance prompt": f"`{trigger}`", "Class prompt (prior preservation)": f"`{s.class_prompt}`, {n_class} "
         f"images by the base model, weight {s.prior_weight:g}",
-        "Steps": f"{res['step']} at batch {s.batch}, lr {s.lr:g} (UNet; text encoder frozen)",
+        "Steps": f"{res['step']} at batch {s.batch}, lr {s.lr:g} "
+                 + ("(UNet and text encoder)" if s.text_encoder else "(UNet; text encoder frozen)"),
         "Minutes": f"{minutes:.1f}", "Training images": f"{n_instance} at {base.native_size}×{base.native_size} px",
     }, front={"tags": ["dreambooth", "brushwork", "text-to-image"], "library_name": "diffusers",
               "instance_prompt": trigger,
