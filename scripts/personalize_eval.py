@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --train-word: start the word's vectors from the nearest known shape's "
                          "(--init-word square for diamond, circle for crescent)")
     args = ap.parse_args(argv)
+    if args.caption_variants < 1 or (args.caption_variants > 1 and not args.captions):
+        ap.error(f"--caption-variants {args.caption_variants}: a whole number >= 1, above 1 only with --captions")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     own = json.loads(Path(args.scores).read_text())

@@ -1,5 +1,6 @@
 """``brushwork train dreambooth``: class images by the base model, the weighted imagefolder, a fine-tune through
-``train_unet`` (text encoder frozen, or trained with ``--text-encoder``), a diffusers folder with its record and card; resuming."""
+``train_unet`` (text encoder frozen, or trained with ``--text-encoder``), a diffusers folder with its record and
+card; resuming."""
 
 import json
 import sys

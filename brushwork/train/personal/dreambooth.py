@@ -61,7 +61,8 @@ def train_dreambooth(s: Settings, *, start: float | None = None) -> dict:
                  int(base.record.get("unet_steps_total", 0)), base.record)
     pipe.unet.requires_grad_(True)
     # train_unet keeps an EMA of a frozen text encoder too and loads it at the end: an EMA of constant weights,
-    # equal to them up to float rounding. The base's own weights are put back, so they are saved unchanged.
+    # equal to them up to float rounding. Unless it trained, the base's own weights are put back, so they are saved
+    # unchanged.
     text_weights = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
     left = None if s.max_minutes is None else max(1e-6, s.max_minutes - (time.monotonic() - start) / 60)
     res = train_unet(data, None, None, work / "unet", init=init, steps=s.steps, batch=s.batch, lr=s.lr,
