@@ -3,14 +3,16 @@
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
         --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
         [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied]
-        [--train-word [--init-class]]
+        [--train-word [--init-class]] [--dreambooth-train-word] [--class-prompts N] [--prior-weight W]
 
 1. Renders 5 images each of "a <colour> diamond" and "a <colour> crescent" (red, blue, green, yellow, purple;
    neither shape is in the default model's training data) at the model's native size; with ``--varied``, of
    several sizes on backgrounds of those 5 colours ("a large red diamond on a blue background"); with
    ``--captions``, each with its own caption file saying so, instead of the instance prompt "a diamond".
 2. Trains, timing each run (``brushwork train`` defaults unless ``--steps``): a diamond LoRA, a crescent LoRA (for
-   stacking), a textual-inversion token ``<diamond>``, and a DreamBooth of diamonds (class prompt "a square").
+   stacking), a textual-inversion token ``<diamond>``, and a DreamBooth of diamonds (class prompt "a square"; with
+   ``--class-prompts N``, N captions of the default model's own training distribution, the world's captioner with
+   its holdout, so the prior covers every shape, colour, count and layout it knows).
 3. Judges 4 images per prompt of a 43-prompt diamond set in five categories (single_object, colors, counting,
    two_object, position), with colours, counts and layouts the 5 images never show:
    - the base model alone (what it does without being taught), the LoRA at weight 1, the LoRA at weight 0
@@ -80,6 +82,20 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
             (folder / f"{shape}_{colour}.txt").write_text("".join(t.replace(shape, word or shape) + "\n"
                                                                   for t in lines))
     return folder
+
+
+def world_prompts(n: int, size: int, seed: int = 1) -> list[str]:
+    """``n`` distinct captions drawn as the default model's training data draws them (its holdout kept out)."""
+    from brushwork.world.dataset import describe_item
+    from brushwork.world.holdout import load_holdout
+
+    holdout, out, i = load_holdout(), [], 0
+    while len(out) < n:
+        text = describe_item(seed, i, size, holdout)[1]["text"]
+        if text not in out:
+            out.append(text)
+        i += 1
+    return out
 
 
 def shape_prompts(shape: str = "diamond") -> list[tuple[str, str]]:
@@ -160,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora-text-encoder", action="store_true", help="LoRAs train on the text encoder too")
     ap.add_argument("--dreambooth-text-encoder", action="store_true",
                     help="DreamBooth trains the text encoder too (train dreambooth --text-encoder)")
+    ap.add_argument("--dreambooth-train-word", action="store_true",
+                    help="DreamBooth trains the word diamond's token rows only (train dreambooth --train-word diamond)")
+    ap.add_argument("--class-prompts", type=int, default=0, metavar="N",
+                    help="DreamBooth's prior: N world training captions (--class-prompts FILE) instead of 'a square'")
+    ap.add_argument("--prior-weight", type=float, default=1.0, help="DreamBooth's --prior-weight (default 1)")
     ap.add_argument("--varied", action="store_true",
                     help="training renders of several sizes on backgrounds of the training colours")
     ap.add_argument("--train-word", action="store_true",
@@ -185,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                     "captions": args.captions, "caption_variants": args.caption_variants,
                     "lora_text_encoder": args.lora_text_encoder,
                     "dreambooth_text_encoder": args.dreambooth_text_encoder,
+                    "dreambooth_train_word": args.dreambooth_train_word, "class_prompts": args.class_prompts,
+                    "class_images": args.class_images, "prior_weight": args.prior_weight,
                     "train_word": args.train_word, "varied": args.varied, "init_class": args.init_class,
                     "own": {"overall": own["overall"], "categories": own_cat}, "training": {}, "judged": {}}
 
@@ -232,9 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         save()
     if "dreambooth" in only:
         db = work / "diamond-dreambooth"
+        classes = {"class_prompts": world_prompts(args.class_prompts, native)} if args.class_prompts else {
+            "class_prompt": "a square"}
         report["training"]["dreambooth"] = train("dreambooth", diamonds, db, args, prompt="a diamond",
-                                                 class_prompt="a square", class_images=args.class_images,
-                                                 text_encoder=args.dreambooth_text_encoder)
+                                                 class_images=args.class_images, prior_weight=args.prior_weight,
+                                                 text_encoder=args.dreambooth_text_encoder,
+                                                 words=["diamond"] if args.dreambooth_train_word else [], **classes)
         db_gen = lambda: engine_generate(str(db), studio)[0]  # noqa: E731
         report["judged"]["dreambooth"] = judged(prompts, db_gen(), n, work / "judged-dreambooth")
         save()

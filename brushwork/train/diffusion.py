@@ -104,7 +104,7 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
                lr: float = 3e-4, warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1,
                snr_gamma: float | None = 5.0, snr_floor: float = 0.0, timesteps: str = "uniform",
                train_text_encoder: bool = True, text_encoder_lr: float | None = None, text_encoder_dir=None,
-               init=None, bf16: bool = False, seed: int = 0, device: str = "cpu",
+               text_rows: list[int] | None = None, init=None, bf16: bool = False, seed: int = 0, device: str = "cpu",
                max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
     """Train (or resume). Returns {"done": bool, "step": int, "step_offset": int, "unet": UNet, "text_encoder": TE}
@@ -121,7 +121,10 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
 
     With ``train_text_encoder=False`` the text encoder is frozen and the text states of every caption are computed
     once, so a step runs the UNet alone. ``text_encoder_lr`` (default ``lr``) is the text encoder's peak learning
-    rate when it trains; it follows the same warm-up and cosine.
+    rate when it trains; it follows the same warm-up and cosine. ``text_rows`` (with ``train_text_encoder=False``):
+    train only these rows of the text encoder's token-embedding table (at ``text_encoder_lr``, no weight decay), the
+    rest of it frozen: DreamBooth's way to give a word the base model never learnt a meaning without moving any
+    other word.
 
     ``device`` ("cpu", "cuda", "cuda:1"...): where the step runs. On CPU the noise comes from a CPU generator; on an
     accelerator from one on that device, so a run is reproducible on the same kind of device, not across kinds.
@@ -154,13 +157,18 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
     unet.to(dev)
     te.to(dev)
     te.requires_grad_(train_text_encoder)
-    states = None if train_text_encoder else _text_states(te, torch.cat([ids, empty]))
+    rows = _train_rows(te, text_rows) if text_rows else None
+    if rows is not None and train_text_encoder:
+        raise ValueError("text_rows trains part of a frozen text encoder: not with train_text_encoder")
+    states = None if train_text_encoder or rows is not None else _text_states(te, torch.cat([ids, empty]))
     sched = DDPMScheduler.from_config(init.scheduler_config)
     v_pred = sched.config.prediction_type == "v_prediction"
-    params = list(unet.parameters()) + (list(te.parameters()) if train_text_encoder else [])
     groups = [{"params": list(unet.parameters()), "scale": 1.0}]
     if train_text_encoder:
         groups.append({"params": list(te.parameters()), "scale": (text_encoder_lr or lr) / lr})
+    if rows is not None:  # no weight decay: AdamW would shrink every row of the table, trained or not
+        groups.append({"params": [rows], "scale": (text_encoder_lr or lr) / lr, "weight_decay": 0.0})
+    params = [p for g in groups for p in g["params"]]
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01, fused=dev.type == "cuda" or None)
     modules = {"unet": unet, "text_encoder": te}
     emas = {"unet": EMA(unet), "text_encoder": EMA(te)}
@@ -218,6 +226,18 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
     return {"done": True, "step": step, "step_offset": offset, "resumed_from": resumed_from, "unet": unet,
             "text_encoder": te,
             "tokenizer": tokenizer, "vae": vae, "scheduler_config": dict(init.scheduler_config)}
+
+
+def _train_rows(te: CLIPTextModel, rows: list[int]) -> torch.nn.Parameter:
+    """The token-embedding table of ``te``, trainable, its gradient kept to ``rows`` (every other row gets 0)."""
+    table = te.get_input_embeddings().weight
+    if min(rows) < 0 or max(rows) >= len(table):
+        raise ValueError(f"text_rows must be rows of the {len(table)}-row token table (got {sorted(set(rows))})")
+    mask = torch.zeros(len(table), 1, dtype=table.dtype, device=table.device)
+    mask[sorted(set(rows))] = 1.0
+    table.requires_grad_(True)
+    table.register_hook(lambda grad: grad * mask)
+    return table
 
 
 @torch.no_grad()

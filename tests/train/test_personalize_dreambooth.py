@@ -115,3 +115,43 @@ def test_text_encoder_trains_with_the_unet_when_asked(tmp_path, world):
     with pytest.raises(InvalidParameter, match="text_encoder"):
         train_dreambooth(_settings(world, tmp_path, out=str(tmp_path / "frozen"), class_images=2, text_encoder=True,
                                    steps=4))
+
+
+def test_train_word_moves_only_that_words_rows_and_class_prompts_cycle(tmp_path, world):
+    from brushwork.models.load import load_pipeline
+
+    prompts = ["a red square", "two circles", "a star on a blue background"]
+    res = train_dreambooth(_settings(world, tmp_path, class_prompt=None, class_prompts=prompts, class_images=4,
+                                     words=["diamond"], word_lr=0.05))
+    assert res["done"]
+    data = load_imagefolder(Path(res["work"]) / "data")
+    texts = dict(zip(data.files, data.texts))
+    assert [texts[f"class_{i:04d}.png"] for i in range(4)] == prompts + prompts[:1]  # line i mod n
+    base = load_pipeline(str(world["model"]), dtype="fp16", hash=False).pipe
+    m = load_pipeline(res["out"], dtype="fp32", hash=False).pipe
+    rows = base.tokenizer("diamond", add_special_tokens=False).input_ids
+    a, b = base.text_encoder.state_dict(), m.text_encoder.state_dict()
+    table = next(k for k in a if k.endswith("token_embedding.weight"))
+    assert all(torch.equal(a[k].float(), b[k]) for k in a if k != table)  # the rest of the encoder: untouched
+    others = torch.ones(len(a[table]), dtype=torch.bool)
+    others[rows] = False
+    assert torch.equal(a[table][others].float(), b[table][others])  # every other word's row: untouched
+    assert not torch.equal(a[table][rows].float(), b[table][rows])  # the word's row: trained
+    run = json.loads((Path(res["out"]) / "brushwork_training.json").read_text())["chain"][-1]
+    assert run["train_words"] == ["diamond"] and run["class_prompts"] == 3 and run["word_lr"] == 0.05
+    card = (Path(res["out"]) / "README.md").read_text()
+    assert "3 prompts, e.g. `a red square`" in card and "token rows of diamond at lr 0.05" in card
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(class_prompts=["a square"]), "--class-prompt or --class-prompts, not both"),
+    (dict(class_prompt=None, class_prompts=["a square", " "]), "--class-prompts: line 2 is empty"),
+    (dict(class_prompt=None), "needs --class-prompt"),
+    (dict(words=["diamond"], text_encoder=True), "give one of them"),
+    (dict(words=["hexagon"]), "no caption uses that word"),
+    (dict(words=["diamond"], word_lr=0.0), "--word-lr must be a number in"),
+])
+def test_bad_dreambooth_flags_are_refused_before_anything_is_written(tmp_path, world, kw, message):
+    with pytest.raises(InvalidParameter, match=message):
+        train_dreambooth(_settings(world, tmp_path, **kw))
+    assert not (tmp_path / "db").exists() and not (tmp_path / "db.work").exists()

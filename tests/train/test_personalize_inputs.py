@@ -103,6 +103,9 @@ def test_bad_flags_are_one_line_errors_and_nothing_is_written(tmp_path, cli, mod
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = str(out_dir / "x.safetensors")
+    blank, binary = tmp_path / "blank.txt", tmp_path / "binary.txt"
+    blank.write_text("\n  \n")
+    binary.write_bytes(b"\xff\xfe\x00a square")
     common = ["--images", str(imgs), "--prompt", "a diamond", "--model", str(model)]
     cases = [
         (["lora", *common, "--out", out, "--rank", "0"], "--rank must be a whole number from 1 to 1024 (got 0)"),
@@ -131,6 +134,14 @@ def test_bad_flags_are_one_line_errors_and_nothing_is_written(tmp_path, cli, mod
          "--class-images must be"),
         (["dreambooth", *common, "--out", str(out_dir / "db"), "--class-prompt", "a square", "--prior-weight", "-1"],
          "--prior-weight must be a number >= 0"),
+        (["dreambooth", *common, "--out", str(out_dir / "db"), "--class-prompts", str(tmp_path / "none.txt")],
+         f"--class-prompts {tmp_path / 'none.txt'}: no such file"),
+        (["dreambooth", *common, "--out", str(out_dir / "db"), "--class-prompts", str(blank)],
+         "the file holds no prompt"),
+        (["dreambooth", *common, "--out", str(out_dir / "db"), "--class-prompts", str(binary)],
+         "not a UTF-8 text file"),
+        (["dreambooth", *common, "--out", str(out_dir / "db"), "--class-prompt", "a square", "--word-lr", "x"],
+         "argument --word-lr: invalid float value: 'x'"),
     ]
     for args, msg in cases:
         code, _, err = cli(*args)

@@ -17,7 +17,7 @@
 DEFAULTS = {
     "lora": dict(steps=400, lr=1e-3, batch=16, warmup=20),
     "embedding": dict(steps=400, lr=2e-3, batch=16, warmup=20),
-    "dreambooth": dict(steps=500, lr=2e-4, batch=16, warmup=50),
+    "dreambooth": dict(steps=500, lr=2e-4, batch=16, warmup=50, word_lr=1e-3),
 }
 
 

@@ -42,11 +42,13 @@ class Settings:
     rank: int = 8
     alpha: float | None = None  # None: the rank (LoRA scale 1)
     text_encoder: bool = False
-    words: list[str] = field(default_factory=list)  # LoRA: trigger words whose token embeddings train too
+    words: list[str] = field(default_factory=list)  # LoRA, DreamBooth: words whose token embeddings train too
+    word_lr: float | None = None  # DreamBooth: the --train-word rows' learning rate
     token: str | None = None
     vectors: int = 2
     init_word: str | None = None
     class_prompt: str | None = None
+    class_prompts: list[str] = field(default_factory=list)  # DreamBooth: --class-prompts FILE's lines
     class_images: int = 32
     prior_weight: float = 1.0
     seed: int = 0
@@ -57,9 +59,14 @@ class Settings:
 
     def __post_init__(self):
         d = DEFAULTS[self.method]
-        for k in ("steps", "lr", "batch"):
-            if getattr(self, k) is None:
+        for k in ("steps", "lr", "batch", "word_lr"):
+            if getattr(self, k) is None and k in d:
                 setattr(self, k, d[k])
+
+    @property
+    def class_prompt_list(self) -> list[str]:
+        """The class images' prompts: ``--class-prompts``' lines, or ``--class-prompt`` alone."""
+        return list(self.class_prompts) or [self.class_prompt]
 
     @property
     def work_dir(self) -> Path:
@@ -102,8 +109,20 @@ def check_settings(s: Settings) -> None:
         if s.prompt is not None and s.token not in s.prompt:
             raise InvalidParameter(f"--prompt must contain the token {s.token} (got {s.prompt!r})")
     if s.method == "dreambooth":
-        if not s.class_prompt or not s.class_prompt.strip():
-            raise InvalidParameter("train dreambooth needs --class-prompt (e.g. 'a square' for diamonds)")
+        if s.class_prompts and s.class_prompt:
+            raise InvalidParameter("give --class-prompt or --class-prompts, not both")
+        if s.class_prompts:
+            blank = [i + 1 for i, p in enumerate(s.class_prompts) if not isinstance(p, str) or not p.strip()]
+            if blank:
+                raise InvalidParameter(f"--class-prompts: line {blank[0]} is empty")
+        elif not s.class_prompt or not s.class_prompt.strip():
+            raise InvalidParameter("train dreambooth needs --class-prompt (e.g. 'a square' for diamonds) or "
+                                   "--class-prompts FILE (one prompt per line)")
+        if s.words and s.text_encoder:
+            raise InvalidParameter("--train-word trains one word's rows of a frozen text encoder; with "
+                                   "--text-encoder the whole encoder trains: give one of them")
+        need(s.word_lr is None or (is_num(s.word_lr) and 0 < s.word_lr <= 1), "--word-lr", "a number in (0, 1]",
+             s.word_lr)
         need(is_int(s.class_images) and 1 <= s.class_images <= 1000, "--class-images",
              "a whole number from 1 to 1000", s.class_images)
         need(is_num(s.prior_weight) and s.prior_weight >= 0, "--prior-weight", "a number >= 0", s.prior_weight)
