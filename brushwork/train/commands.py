@@ -105,6 +105,10 @@ def _register_personal(tsub) -> None:
         if method == "lora":
             q.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
             q.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: the rank, scale 1)")
+            q.add_argument("--layers", default="attention",
+                           help="the UNet layers it trains: attention (default), or all (LoCon: also the ResNet "
+                                "convolutions, feed-forward layers and transformer projections; more capacity, "
+                                "larger file)")
             q.add_argument("--text-encoder", action="store_true", help="also train LoRA on the text encoder")
             q.add_argument("--train-word", dest="words", action="append", default=[], metavar="WORD",
                            help="also train this caption word's token embedding, bundled in the LoRA file and used "
@@ -277,7 +281,7 @@ def _personal(args) -> int:
     start = time.monotonic()  # --max-minutes counts loading too
     names = ("images", "out", "prompt", "model", "steps", "lr", "batch", "seed", "max_minutes", "work", "rank", "alpha",
              "text_encoder", "words", "token", "vectors", "init_word", "class_prompt", "class_images", "prior_weight",
-             "sample_every", "word_lr")
+             "sample_every", "word_lr", "layers")
     s = Settings(method=args.method, **{k: getattr(args, k) for k in names if hasattr(args, k)})
     if getattr(args, "class_prompts", None):
         s.class_prompts = _read_lines(args.class_prompts, "--class-prompts")

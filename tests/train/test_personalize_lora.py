@@ -66,9 +66,10 @@ def _outputs(pipe, prompt="a diamond"):
     return out, (img * 255).round().astype(np.int16)
 
 
-@pytest.mark.parametrize("model,text_encoder", [("shapes", False), ("sd1", True)])
-def test_kohya_file_loaded_by_diffusers_reproduces_the_trained_model(tmp_path, world, model, text_encoder):
-    res = train_lora(_settings(world, tmp_path, model=model, text_encoder=text_encoder))
+@pytest.mark.parametrize("model,text_encoder,layers", [("shapes", False, "attention"), ("sd1", True, "attention"),
+                                                        ("shapes", False, "all")])
+def test_kohya_file_loaded_by_diffusers_reproduces_the_trained_model(tmp_path, world, model, text_encoder, layers):
+    res = train_lora(_settings(world, tmp_path, model=model, text_encoder=text_encoder, layers=layers))
     assert res["done"] and res["step"] == 4
     trained = res["pipe"]
     out_t, img_t = _outputs(trained)
@@ -89,6 +90,10 @@ def test_kohya_file_loaded_by_diffusers_reproduces_the_trained_model(tmp_path, w
     assert alphas and all(v.item() == 2.0 for v in alphas.values())
     downs = [v for k, v in keys.items() if k.endswith(".lora_down.weight")]
     assert all(v.shape[0] == 4 for v in downs)
+    convs = [k for k in keys if k.endswith(("_resnets_0_conv1.lora_down.weight", "_ff_net_2.lora_down.weight"))]
+    assert bool(convs) == (layers == "all")  # LoCon: the ResNet convolutions and feed-forward layers too
+    with safe_open(res["out"], "pt") as f:
+        assert ("ss_network_args" in f.metadata()) == (layers == "all")
 
 
 def test_metadata_card_and_what_the_inspector_says(tmp_path, world):

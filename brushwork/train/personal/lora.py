@@ -1,5 +1,6 @@
-"""``brushwork train lora``: LoRA on the UNet's attention projections (and with ``--text-encoder`` the text
-encoder's), through peft, saved as a kohya-style ``.safetensors`` file with a model card beside it.
+"""``brushwork train lora``: LoRA on the UNet's attention projections (with ``--layers all`` also its ResNet
+convolutions, feed-forward layers and transformer projections: kohya's LoCon; and with ``--text-encoder`` the text
+encoder's attention), through peft, saved as a kohya-style ``.safetensors`` file with a model card beside it.
 
 The file's keys are kohya's (``lora_unet_<module path, dots as _>.lora_down.weight`` / ``.lora_up.weight`` /
 ``.alpha``; ``lora_te_text_model_…`` for the text encoder), made by diffusers' own converters from peft's state
@@ -10,6 +11,7 @@ base model it gives the outputs of the trained model (``tests/train/test_persona
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from datetime import date
@@ -23,6 +25,9 @@ from brushwork.train.personal.inputs import Settings, check_out, check_settings,
 from brushwork.train.personal.words import TrainedWords, check_words
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+# --layers all: LoCon, kohya's name for LoRA on the convolutions too (the ResNets hold most of a UNet's weights)
+UNET_ALL_TARGETS = UNET_TARGETS + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2"]
+LAYERS = {"attention": UNET_TARGETS, "all": UNET_ALL_TARGETS}
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 ARCHITECTURES = {"brushwork-shapes": "brushwork-shapes", "sd_v1": "stable-diffusion-v1", "sd_v2": "stable-diffusion-v2"}
 
@@ -42,14 +47,17 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
     work, alpha = s.work_dir, float(s.alpha or s.rank)
     fingerprint = {"method": "lora", "base_sha256": base.sha256, "inputs_sha256": inputs.sha256, "rank": s.rank,
                    "alpha": alpha, "text_encoder": s.text_encoder, "batch": s.batch, "seed": s.seed}
-    if s.words:  # (absent otherwise, so that work folders of earlier runs still continue)
+    # (each absent unless used, so that work folders of earlier runs still continue)
+    if s.words:
         fingerprint |= {"words": s.words, "init_word": s.init_word}
+    if s.layers != "attention":
+        fingerprint["layers"] = s.layers
     check_run(work, fingerprint)
     pipe, size = base.pipe, base.native_size
     pixels = inputs.pixels(size)
     torch.manual_seed(s.seed)  # the adapters' initial weights (a resumed run loads its checkpoint over them)
     pipe.unet.add_adapter(LoraConfig(r=s.rank, lora_alpha=alpha, init_lora_weights="gaussian",
-                                     target_modules=UNET_TARGETS))
+                                     target_modules=LAYERS[s.layers]))
     params = {f"unet.{n}": p for n, p in pipe.unet.named_parameters() if p.requires_grad}
     if s.text_encoder:
         pipe.text_encoder.add_adapter(LoraConfig(r=s.rank, lora_alpha=alpha, init_lora_weights="gaussian",
@@ -100,14 +108,17 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         "modelspec.resolution": f"{size}x{size}", "modelspec.date": date.today().isoformat(),
         "brushwork.base_model": base.name, "brushwork.base_sha256": base.sha256, "brushwork.steps": str(res["step"]),
         "brushwork.minutes": f"{minutes:.2f}", "brushwork.images": str(len(pixels)),
-        "brushwork.text_encoder": str(s.text_encoder).lower(),
+        "brushwork.text_encoder": str(s.text_encoder).lower(), "brushwork.layers": s.layers,
     }
     if words is not None:
         meta["brushwork.words"] = ",".join(s.words)
+    if s.layers == "all":  # how kohya's LoCon files say they hold convolution adapters
+        meta["ss_network_args"] = json.dumps({"conv_dim": str(s.rank), "conv_alpha": f"{alpha:g}"})
     save_atomic(tensors, out, meta)
     card = write_card(out.with_suffix(".md"), f"LoRA: {out.stem}", base, {
         "Trigger words": f"`{trigger}`", "Rank / alpha": f"{s.rank} / {alpha:g}",
-        "Trained": "UNet attention (to_q, to_k, to_v, to_out.0)" + (
+        "Trained": ("UNet attention (to_q, to_k, to_v, to_out.0)" if s.layers == "attention" else
+                    "UNet attention, feed-forward, transformer projections and ResNet convolutions (LoCon)") + (
             " and text-encoder attention (q/k/v/out_proj)" if s.text_encoder else ""),
         "Steps": f"{res['step']} at batch {s.batch}, lr {s.lr:g}", "Minutes": f"{minutes:.1f}",
         "Training images": f"{len(pixels)} at {size}×{size} px",
