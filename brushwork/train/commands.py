@@ -120,8 +120,9 @@ def _register_personal(tsub) -> None:
             q.add_argument("--vectors", type=int, default=2, help="vectors per token (default 2)")
             q.add_argument("--init-word", default=None, help="start the vectors from this word's embedding "
                                                              "(default: an average token's)")
-        if method == "dreambooth":
-            q.add_argument("--class-prompt", default=None, help="the concept's class, e.g. 'a square' for diamonds")
+        if method in ("lora", "dreambooth"):
+            q.add_argument("--class-prompt", default=None, help="the concept's class, e.g. 'a square' for diamonds"
+                           + ("" if method == "dreambooth" else "; prior preservation, as DreamBooth's (optional)"))
             q.add_argument("--class-prompts", default=None, metavar="FILE",
                            help="instead of --class-prompt: a text file of class prompts, one per line (class "
                                 "image i shows line i mod n), a prior over many scenes and phrasings")
@@ -129,6 +130,7 @@ def _register_personal(tsub) -> None:
                                                                         "(default 32)")
             q.add_argument("--prior-weight", type=float, default=1.0,
                            help="class rows drawn this many times as often as instance rows (default 1)")
+        if method == "dreambooth":
             q.add_argument("--text-encoder", action="store_true",
                            help="train the text encoder too (for a word the base model never learnt)")
             q.add_argument("--train-word", dest="words", action="append", default=[], metavar="WORD",

@@ -146,3 +146,34 @@ def test_resumed_run_equals_uninterrupted_and_max_minutes_writes_no_output(tmp_p
     # the work folder belongs to its settings
     with pytest.raises(InvalidParameter, match="holds a run with other settings \\(rank: 4, now 8\\)"):
         train_lora(_settings(world, tmp_path, out=str(part_out), rank=8))
+
+
+def test_prior_preservation_trains_on_the_base_models_class_images(tmp_path, world):
+    from PIL import Image
+
+    from brushwork.train.personal.base import Objective, load_base
+
+    prompts = ["a red square", "two circles on a blue background"]
+    res = train_lora(_settings(world, tmp_path, class_prompts=prompts, class_images=3, prior_weight=3.0))
+    assert res["done"]
+    work = tmp_path / "diamond.work"
+    made = sorted(p.name for p in (work / "class").glob("class_*.png"))
+    assert made == ["class_0000.png", "class_0001.png", "class_0002.png"]
+    assert Image.open(work / "class" / made[0]).size == (16, 16)  # the model's native size
+    with safe_open(res["out"], "pt") as f:
+        meta = f.metadata()
+    assert meta["ss_num_reg_images"] == "3" and meta["ss_num_train_images"] == "5"
+    card = Path(res["out"]).with_suffix(".md").read_text()
+    assert "3 images by the base model of 2 prompts, e.g. `a red square`, weight 3" in card
+    # the class rows are drawn prior_weight times as often as the instance rows, each image with its mirror
+    base = load_base(str(world["shapes"]))
+    px = np.zeros((6, 16, 16, 3), dtype=np.uint8)
+    obj = Objective(base, px, [["a diamond"]] * 3 + [["a red square"], ["a circle at the left"], ["a star"]], 0,
+                    [1 / 3] * 3 + [1.0] * 3)
+    assert len(obj.weights) == 11  # 6 images + 5 mirrors (a caption naming a side is not mirrored)
+    assert obj.weights[:3].sum() + obj.weights[6:9].sum() == pytest.approx(1.0)
+    assert obj.weights[3:6].sum() + obj.weights[9:].sum() == pytest.approx(3.0)
+    assert obj.weights[4] == pytest.approx(1.0)  # "at the left": one row, its whole weight
+    # other class prompts are other settings: the work folder is not continued with them
+    with pytest.raises(InvalidParameter, match="class_prompts"):
+        train_lora(_settings(world, tmp_path, class_prompts=["a star"], class_images=3, prior_weight=3.0, steps=5))

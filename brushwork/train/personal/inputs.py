@@ -66,8 +66,8 @@ class Settings:
 
     @property
     def class_prompt_list(self) -> list[str]:
-        """The class images' prompts: ``--class-prompts``' lines, or ``--class-prompt`` alone."""
-        return list(self.class_prompts) or [self.class_prompt]
+        """The class images' prompts: ``--class-prompts``' lines, or ``--class-prompt`` alone (none: no prior)."""
+        return list(self.class_prompts) or ([self.class_prompt] if self.class_prompt else [])
 
     @property
     def work_dir(self) -> Path:
@@ -110,24 +110,27 @@ def check_settings(s: Settings) -> None:
         need(is_int(s.vectors) and 1 <= s.vectors <= 16, "--vectors", "a whole number from 1 to 16", s.vectors)
         if s.prompt is not None and s.token not in s.prompt:
             raise InvalidParameter(f"--prompt must contain the token {s.token} (got {s.prompt!r})")
-    if s.method == "dreambooth":
+    if s.method in ("lora", "dreambooth"):  # prior preservation: required by DreamBooth, optional for a LoRA
         if s.class_prompts and s.class_prompt:
             raise InvalidParameter("give --class-prompt or --class-prompts, not both")
         if s.class_prompts:
             blank = [i + 1 for i, p in enumerate(s.class_prompts) if not isinstance(p, str) or not p.strip()]
             if blank:
                 raise InvalidParameter(f"--class-prompts: line {blank[0]} is empty")
-        elif not s.class_prompt or not s.class_prompt.strip():
+        elif s.class_prompt is not None and not s.class_prompt.strip():
+            raise InvalidParameter("--class-prompt is empty")
+        elif s.method == "dreambooth" and s.class_prompt is None:
             raise InvalidParameter("train dreambooth needs --class-prompt (e.g. 'a square' for diamonds) or "
                                    "--class-prompts FILE (one prompt per line)")
+        need(is_int(s.class_images) and 1 <= s.class_images <= 1000, "--class-images",
+             "a whole number from 1 to 1000", s.class_images)
+        need(is_num(s.prior_weight) and s.prior_weight >= 0, "--prior-weight", "a number >= 0", s.prior_weight)
+    if s.method == "dreambooth":
         if s.words and s.text_encoder:
             raise InvalidParameter("--train-word trains one word's rows of a frozen text encoder; with "
                                    "--text-encoder the whole encoder trains: give one of them")
         need(s.word_lr is None or (is_num(s.word_lr) and 0 < s.word_lr <= 1), "--word-lr", "a number in (0, 1]",
              s.word_lr)
-        need(is_int(s.class_images) and 1 <= s.class_images <= 1000, "--class-images",
-             "a whole number from 1 to 1000", s.class_images)
-        need(is_num(s.prior_weight) and s.prior_weight >= 0, "--prior-weight", "a number >= 0", s.prior_weight)
     if s.prompt is not None and not s.prompt.strip():
         raise InvalidParameter("--prompt is empty")
 

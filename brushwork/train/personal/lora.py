@@ -17,9 +17,11 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from brushwork.train.personal.base import Objective, check_run, fit, load_base, sample_grid, write_card
+from brushwork.train.personal.base import (Objective, check_run, fit, load_base, make_class_images,
+                                           read_class_images, sample_grid, write_card)
 from brushwork.train.personal import DEFAULTS
 from brushwork.train.personal.inputs import Settings, check_out, check_settings, read_folder
 from brushwork.train.personal.words import TrainedWords, check_words
@@ -52,9 +54,20 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         fingerprint |= {"words": s.words, "init_word": s.init_word}
     if s.layers != "attention":
         fingerprint["layers"] = s.layers
+    class_prompts = s.class_prompt_list
+    n_class = s.class_images if class_prompts and s.prior_weight > 0 else 0
+    if n_class:
+        fingerprint |= {"class_prompts": class_prompts, "class_images": n_class, "prior_weight": s.prior_weight}
     check_run(work, fingerprint)
     pipe, size = base.pipe, base.native_size
     pixels = inputs.pixels(size)
+    captions, weights = inputs.captions, None
+    if n_class:  # prior preservation: the base model's own images of the class prompts, made before any adapter
+        make_class_images(pipe, work / "class", class_prompts, n_class, size, s.seed, s.progress)
+        pixels = np.concatenate([pixels, read_class_images(work / "class", n_class)])
+        captions = captions + [[class_prompts[i % len(class_prompts)]] for i in range(n_class)]
+        n = len(inputs.captions)  # instance images weigh 1/n each, class images prior_weight/K
+        weights = [1.0 / n] * n + [s.prior_weight / n_class] * n_class
     torch.manual_seed(s.seed)  # the adapters' initial weights (a resumed run loads its checkpoint over them)
     pipe.unet.add_adapter(LoraConfig(r=s.rank, lora_alpha=alpha, init_lora_weights="gaussian",
                                      target_modules=LAYERS[s.layers]))
@@ -66,7 +79,7 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
     words = TrainedWords(pipe.tokenizer, pipe.text_encoder, s.words, s.init_word) if s.words else None
     if words is not None:
         params |= words.params()
-    obj = Objective(base, pixels, inputs.captions, s.seed)
+    obj = Objective(base, pixels, captions, s.seed, weights)
     ids = tokenize(pipe.tokenizer, words.rewrite(obj.texts) if words else obj.texts)
     frozen_states = None
     if not s.text_encoder and words is None:
@@ -81,10 +94,11 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
 
     trigger = s.prompt or inputs.captions[0][0]
     shown = words.rewrite([trigger])[0] if words else trigger
+    instance_pixels = pixels[:len(inputs.captions)]
     try:
         res = fit(work, params, loss_at, steps=s.steps, lr=s.lr, warmup=DEFAULTS["lora"]["warmup"], start=start,
                   max_minutes=s.max_minutes, desc="lora", title=f"LoRA loss (rank {s.rank}, min-SNR-5)",
-                  on_save=samples_every(s, pipe, shown, pixels, size, work), ckpt_every=s.sample_every or 100,
+                  on_save=samples_every(s, pipe, shown, instance_pixels, size, work), ckpt_every=s.sample_every or 100,
                   progress=s.progress)
     finally:
         if words is not None:
@@ -101,13 +115,13 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         "ss_network_module": "networks.lora", "ss_network_dim": str(s.rank), "ss_network_alpha": f"{alpha:g}",
         "ss_base_model_version": base.family, "ss_v2": str(base.kind == "sd2"),
         "ss_v_parameterization": str(base.v_pred), "ss_resolution": f"({size}, {size})",
-        "ss_num_train_images": str(len(pixels)), "ss_max_train_steps": str(s.steps), "ss_learning_rate": f"{s.lr:g}",
+        "ss_num_train_images": str(len(inputs.captions)), "ss_num_reg_images": str(n_class), "ss_max_train_steps": str(s.steps), "ss_learning_rate": f"{s.lr:g}",
         "ss_seed": str(s.seed), "ss_text_encoder_lr": f"{s.lr:g}" if s.text_encoder else "0",
         "modelspec.sai_model_spec": "1.0.0", "modelspec.architecture": f"{ARCHITECTURES[base.family]}/lora",
         "modelspec.title": out.stem, "modelspec.license": base.license, "modelspec.trigger_phrase": trigger,
         "modelspec.resolution": f"{size}x{size}", "modelspec.date": date.today().isoformat(),
         "brushwork.base_model": base.name, "brushwork.base_sha256": base.sha256, "brushwork.steps": str(res["step"]),
-        "brushwork.minutes": f"{minutes:.2f}", "brushwork.images": str(len(pixels)),
+        "brushwork.minutes": f"{minutes:.2f}", "brushwork.images": str(len(inputs.captions)),
         "brushwork.text_encoder": str(s.text_encoder).lower(), "brushwork.layers": s.layers,
     }
     if words is not None:
@@ -121,7 +135,10 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
                     "UNet attention, feed-forward, transformer projections and ResNet convolutions (LoCon)") + (
             " and text-encoder attention (q/k/v/out_proj)" if s.text_encoder else ""),
         "Steps": f"{res['step']} at batch {s.batch}, lr {s.lr:g}", "Minutes": f"{minutes:.1f}",
-        "Training images": f"{len(pixels)} at {size}×{size} px",
+        "Training images": f"{len(inputs.captions)} at {size}×{size} px",
+        **({"Prior preservation": f"{n_class} images by the base model of " + (
+            f"`{class_prompts[0]}`" if len(class_prompts) == 1 else f"{len(class_prompts)} prompts, e.g. "
+            f"`{class_prompts[0]}`") + f", weight {s.prior_weight:g}"} if n_class else {}),
         **({"Trained words": ", ".join(f"`{w}`" for w in s.words) + " (their token embeddings, bundled in the file "
             "as `bundle_emb.WORD.string_to_param.*`; applied where a prompt says the word)"} if words else {}),
         "Format": "kohya-style LoRA (.safetensors); load with diffusers `load_lora_weights` or A1111 `<lora:name:1>`",
