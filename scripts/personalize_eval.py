@@ -174,10 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--caption-variants", type=int, default=1,
                     help="with --captions: this many distinct captions per image, one per line (the world captioner's)")
     ap.add_argument("--lora-text-encoder", action="store_true", help="LoRAs train on the text encoder too")
+    ap.add_argument("--lora-layers", default="attention", help="LoRAs' UNet layers: attention or all (LoCon)")
+    ap.add_argument("--lora-class-prompts", type=int, default=0, metavar="N",
+                    help="LoRA prior preservation over N world training captions (train lora --class-prompts)")
+    ap.add_argument("--lora-class-images", type=int, default=32, help="with --lora-class-prompts: class images")
     ap.add_argument("--dreambooth-text-encoder", action="store_true",
                     help="DreamBooth trains the text encoder too (train dreambooth --text-encoder)")
     ap.add_argument("--dreambooth-train-word", action="store_true",
                     help="DreamBooth trains the word diamond's token rows only (train dreambooth --train-word diamond)")
+    ap.add_argument("--word-lr", type=float, default=None,
+                    help="with --dreambooth-train-word: the word rows' learning rate (train dreambooth --word-lr)")
     ap.add_argument("--class-prompts", type=int, default=0, metavar="N",
                     help="DreamBooth's prior: N world training captions (--class-prompts FILE) instead of 'a square'")
     ap.add_argument("--prior-weight", type=float, default=1.0, help="DreamBooth's --prior-weight (default 1)")
@@ -204,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     prompts = bench_prompts(shape_prompts("diamond"))
     report: dict = {"model": args.model, "images_per_prompt": n, "prompts": len(prompts),
                     "captions": args.captions, "caption_variants": args.caption_variants,
-                    "lora_text_encoder": args.lora_text_encoder,
+                    "lora_text_encoder": args.lora_text_encoder, "lora_layers": args.lora_layers,
+                    "lora_class_prompts": args.lora_class_prompts, "lora_class_images": args.lora_class_images,
                     "dreambooth_text_encoder": args.dreambooth_text_encoder,
                     "dreambooth_train_word": args.dreambooth_train_word, "class_prompts": args.class_prompts,
-                    "class_images": args.class_images, "prior_weight": args.prior_weight,
+                    "class_images": args.class_images, "prior_weight": args.prior_weight, "word_lr": args.word_lr,
+                    "steps": args.steps,
                     "train_word": args.train_word, "varied": args.varied, "init_class": args.init_class,
                     "own": {"overall": own["overall"], "categories": own_cat}, "training": {}, "judged": {}}
 
@@ -219,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_base:
         report["judged"]["base"] = judged(prompts, gen(), n)
     lora = work / "diamond-lora.safetensors"
+    lora_kw = {"text_encoder": args.lora_text_encoder, "layers": args.lora_layers}
+    if args.lora_class_prompts:
+        lora_kw |= {"class_prompts": world_prompts(args.lora_class_prompts, native),
+                    "class_images": args.lora_class_images}
     if only & {"lora", "stack"}:
-        report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond",
-                                           text_encoder=args.lora_text_encoder,
+        report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond", **lora_kw,
                                            words=["diamond"] if args.train_word else [],
                                            init_word=CLASS_WORD["diamond"] if args.init_class else None)
         report["judged"]["lora"] = judged(prompts, gen(loras=[{"name": str(lora), "weight": 1}]), n,
@@ -234,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     if "stack" in only:
         crescent = work / "crescent-lora.safetensors"
         report["training"]["lora_crescent"] = train("lora", crescents, crescent, args, prompt="a crescent",
-                                                    text_encoder=args.lora_text_encoder,
+                                                    **lora_kw,
                                                     words=["crescent"] if args.train_word else [],
                                                     init_word=CLASS_WORD["crescent"] if args.init_class else None)
         pairs = [(f"a diamond and a {c} crescent", "two_object") for c in ("red", "blue", "green")]
@@ -260,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         report["training"]["dreambooth"] = train("dreambooth", diamonds, db, args, prompt="a diamond",
                                                  class_images=args.class_images, prior_weight=args.prior_weight,
                                                  text_encoder=args.dreambooth_text_encoder,
-                                                 words=["diamond"] if args.dreambooth_train_word else [], **classes)
+                                                 words=["diamond"] if args.dreambooth_train_word else [],
+                                                 word_lr=args.word_lr, **classes)
         db_gen = lambda: engine_generate(str(db), studio)[0]  # noqa: E731
         report["judged"]["dreambooth"] = judged(prompts, db_gen(), n, work / "judged-dreambooth")
         save()

@@ -242,7 +242,8 @@ def make_class_images(pipe, data: Path, class_prompts: list[str], count: int, si
             chunk = todo[j:j + batch]
             gens = [torch.Generator().manual_seed(seed * 10_000 + i) for i in chunk]
             with torch.no_grad():
-                images = sampler(prompt=[class_prompts[i % len(class_prompts)] for i in chunk], num_inference_steps=20, guidance_scale=7.0,
+                images = sampler(prompt=[class_prompts[i % len(class_prompts)] for i in chunk],
+                                 num_inference_steps=20, guidance_scale=7.0,
                                  height=size, width=size, generator=gens, output_type="pil").images
             for i, im in zip(chunk, images):
                 tmp = data / f"class_{i:04d}.tmp.png"

@@ -12,9 +12,9 @@
    ``--train_text_encoder``: the way a word the base never learnt gets an embedding; with ``--train-word WORD``
    only that word's rows of the token-embedding table train, so no other word's meaning moves), warm-up, cosine to
    a tenth of ``--lr``, min-SNR-5, EMA; checkpoints in ``WORK/unet``.
-4. The EMA UNet (and text encoder, or the trained words' rows, when they trained) with the base's other components and scheduler, saved as a
-   diffusers folder at ``--out`` (fp16), its ``brushwork_training.json`` the base's record plus this run, a
-   ``README.md`` card with the inherited licence.
+4. The EMA UNet (and text encoder, or the trained words' rows, when they trained) with the base's other
+   components and scheduler, saved as a diffusers folder at ``--out`` (fp16), its ``brushwork_training.json`` the
+   base's record plus this run, a ``README.md`` card with the inherited licence.
 """
 
 from __future__ import annotations
