@@ -3,14 +3,16 @@
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
         --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
         [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied]
-        [--train-word [--init-class]] [--dreambooth-train-word] [--class-prompts N] [--prior-weight W]
+        [--train-word [--init-class]] [--lora-layers attention|all] [--lora-class-prompts N]
+        [--dreambooth-train-word [--word-lr LR]] [--class-prompts N] [--prior-weight W]
 
 1. Renders 5 images each of "a <colour> diamond" and "a <colour> crescent" (red, blue, green, yellow, purple;
    neither shape is in the default model's training data) at the model's native size; with ``--varied``, of
    several sizes on backgrounds of those 5 colours ("a large red diamond on a blue background"); with
    ``--captions``, each with its own caption file saying so, instead of the instance prompt "a diamond".
 2. Trains, timing each run (``brushwork train`` defaults unless ``--steps``): a diamond LoRA, a crescent LoRA (for
-   stacking), a textual-inversion token ``<diamond>``, and a DreamBooth of diamonds (class prompt "a square"; with
+   stacking; ``--lora-class-prompts N``: with prior preservation over N world training captions), a
+   textual-inversion token ``<diamond>``, and a DreamBooth of diamonds (class prompt "a square"; with
    ``--class-prompts N``, N captions of the default model's own training distribution, the world's captioner with
    its holdout, so the prior covers every shape, colour, count and layout it knows).
 3. Judges 4 images per prompt of a 43-prompt diamond set in five categories (single_object, colors, counting,
