@@ -3,7 +3,8 @@
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
         --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
         [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied]
-        [--train-word [--init-class]] [--lora-layers attention|all] [--lora-class-prompts N]
+        [--train-word [--init-class]] [--lora-layers attention|all]
+        [--lora-class-prompts N [--lora-class-images K] [--lora-prior-target noise|base] [--lora-prior-weight W]]
         [--dreambooth-train-word [--word-lr LR]] [--class-prompts N] [--prior-weight W]
 
 1. Renders 5 images each of "a <colour> diamond" and "a <colour> crescent" (red, blue, green, yellow, purple;
@@ -180,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora-class-prompts", type=int, default=0, metavar="N",
                     help="LoRA prior preservation over N world training captions (train lora --class-prompts)")
     ap.add_argument("--lora-class-images", type=int, default=32, help="with --lora-class-prompts: class images")
+    ap.add_argument("--lora-prior-target", default="noise",
+                    help="with --lora-class-prompts: noise or base (train lora --prior-target)")
+    ap.add_argument("--lora-prior-weight", type=float, default=1.0,
+                    help="with --lora-class-prompts: train lora --prior-weight")
     ap.add_argument("--dreambooth-text-encoder", action="store_true",
                     help="DreamBooth trains the text encoder too (train dreambooth --text-encoder)")
     ap.add_argument("--dreambooth-train-word", action="store_true",
@@ -214,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                     "captions": args.captions, "caption_variants": args.caption_variants,
                     "lora_text_encoder": args.lora_text_encoder, "lora_layers": args.lora_layers,
                     "lora_class_prompts": args.lora_class_prompts, "lora_class_images": args.lora_class_images,
+                    "lora_prior_target": args.lora_prior_target, "lora_prior_weight": args.lora_prior_weight,
                     "dreambooth_text_encoder": args.dreambooth_text_encoder,
                     "dreambooth_train_word": args.dreambooth_train_word, "class_prompts": args.class_prompts,
                     "class_images": args.class_images, "prior_weight": args.prior_weight, "word_lr": args.word_lr,
@@ -232,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     lora_kw = {"text_encoder": args.lora_text_encoder, "layers": args.lora_layers}
     if args.lora_class_prompts:
         lora_kw |= {"class_prompts": world_prompts(args.lora_class_prompts, native),
-                    "class_images": args.lora_class_images}
+                    "class_images": args.lora_class_images, "prior_target": args.lora_prior_target,
+                    "prior_weight": args.lora_prior_weight}
     if only & {"lora", "stack"}:
         report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond", **lora_kw,
                                            words=["diamond"] if args.train_word else [],

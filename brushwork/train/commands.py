@@ -130,6 +130,13 @@ def _register_personal(tsub) -> None:
                                                                         "(default 32)")
             q.add_argument("--prior-weight", type=float, default=1.0,
                            help="class rows drawn this many times as often as instance rows (default 1)")
+        if method == "lora":
+            q.add_argument("--prior-target", default="noise",
+                           help="with class prompts: noise (default; class images drawn into the batch with their "
+                                "own noise as the target, as DreamBooth does) or base (half a batch more rows a step "
+                                "of noised class images, and of the empty prompt, whose target is the base model's "
+                                "own prediction: an exact target, so fewer rows hold more; --prior-weight scales "
+                                "their loss)")
         if method == "dreambooth":
             q.add_argument("--text-encoder", action="store_true",
                            help="train the text encoder too (for a word the base model never learnt)")
@@ -283,7 +290,7 @@ def _personal(args) -> int:
     start = time.monotonic()  # --max-minutes counts loading too
     names = ("images", "out", "prompt", "model", "steps", "lr", "batch", "seed", "max_minutes", "work", "rank", "alpha",
              "text_encoder", "words", "token", "vectors", "init_word", "class_prompt", "class_images", "prior_weight",
-             "sample_every", "word_lr", "layers")
+             "sample_every", "word_lr", "layers", "prior_target")
     s = Settings(method=args.method, **{k: getattr(args, k) for k in names if hasattr(args, k)})
     if getattr(args, "class_prompts", None):
         s.class_prompts = _read_lines(args.class_prompts, "--class-prompts")

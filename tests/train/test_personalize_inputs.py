@@ -121,6 +121,8 @@ def test_bad_flags_are_one_line_errors_and_nothing_is_written(tmp_path, cli, mod
         (["lora", *common, "--out", str(tmp_path / "nowhere" / "x.safetensors")],
          f"the folder {tmp_path / 'nowhere'} does not exist"),
         (["lora", *common, "--out", str(out_dir / "x.ckpt")], "must end in .safetensors"),
+        (["lora", *common, "--out", out, "--class-prompt", "a square", "--prior-target", "images"],
+         "--prior-target must be noise or base (got 'images')"),
         (["lora", *common, "--out", out, "--model", str(tmp_path / "no-model")], "no such file or folder"),
         (["lora", "--images", str(imgs), "--out", out], "im0.png has no caption file (im0.txt) and no --prompt"),
         (["embedding", *common, "--out", out], "--token must be one word without spaces (got None)"),

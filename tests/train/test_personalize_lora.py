@@ -177,3 +177,48 @@ def test_prior_preservation_trains_on_the_base_models_class_images(tmp_path, wor
     # other class prompts are other settings: the work folder is not continued with them
     with pytest.raises(InvalidParameter, match="class_prompts"):
         train_lora(_settings(world, tmp_path, class_prompts=["a star"], class_images=3, prior_weight=3.0, steps=5))
+
+
+def test_prior_target_base_keeps_the_base_models_own_predictions(tmp_path, world):
+    from brushwork.train.personal.base import BaseTargets, Objective, load_base
+    from brushwork.train.personal.lora import tokenize
+
+    base = load_base(str(world["shapes"]))
+    pipe = base.pipe
+    px = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
+    enc = lambda texts: tokenize(pipe.tokenizer, texts)  # noqa: E731
+    bank = BaseTargets(Objective(base, px, [["a red square"], ["a star at the left"]], 1), pipe.unet, enc,
+                       pipe.text_encoder, 4, 0)
+    assert len(bank) == 4 * 3  # 2 images and 1 mirror ("at the left" is not mirrored), 4 draws each
+    empty = enc([""])[0]
+    assert sum(torch.equal(row, empty) for row in bank.ids) == 3  # one draw in four: the empty prompt
+    k = bank.pick(5, 6)
+    assert torch.equal(k, bank.pick(5, 6))
+    with torch.no_grad():  # the targets are what the frozen base model predicts
+        assert torch.allclose(pipe.unet(bank.noisy[k], bank.t[k], bank.cond[k]).sample, bank.target[k], atol=1e-5)
+
+    # trained with it, a LoRA moves the base model's prediction for a class prompt less than one trained without
+    def moved(**kw):
+        out = tmp_path / f"{len(kw)}.safetensors"
+        res = train_lora(_settings(world, tmp_path, out=str(out), steps=12, **kw))
+        with torch.no_grad():
+            after = pipe_with(res["pipe"])
+        return res, (after - before).abs().mean().item()
+
+    g = torch.Generator().manual_seed(3)
+    c = pipe.unet.config
+    x, t = torch.randn(4, c.in_channels, c.sample_size, c.sample_size, generator=g), torch.tensor([50, 300, 600, 900])
+    cond = pipe.text_encoder(enc(["a red square"] * 4)).last_hidden_state
+
+    def pipe_with(p):
+        return p.unet(x, t, cond).sample
+
+    with torch.no_grad():
+        before = pipe_with(pipe)
+    _, free = moved()
+    res, held = moved(class_prompt="a red square", class_images=2, prior_target="base", prior_weight=20.0)
+    assert held < 0.5 * free
+    with safe_open(res["out"], "pt") as f:
+        assert f.metadata()["ss_num_reg_images"] == "2"
+    card = Path(res["out"]).with_suffix(".md").read_text()
+    assert "weight 20, targets: the base model's own predictions" in card

@@ -143,18 +143,62 @@ class Objective:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 500_009)
         return self.first[rows] + (torch.rand(len(rows), generator=gen) * count).long().clamp(max=count - 1)
 
-    def loss(self, unet, rows: torch.Tensor, cond: torch.Tensor, step: int) -> torch.Tensor:
-        from brushwork.train.diffusion import loss_weight
-
+    def noised(self, rows: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(noisy latents, timesteps, target)`` for ``rows`` at ``step``: a latent sample of each row's image,
+        noised at a uniform timestep; the target is the noise (ε) or the velocity, as the model predicts."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         lat = (self.mean[rows] + self.std[rows] * torch.randn(self.mean[rows].shape, generator=gen)) * self.scale
         noise = torch.randn(lat.shape, generator=gen)
         t = torch.randint(0, self.sched.config.num_train_timesteps, (len(rows),), generator=gen)
         noisy = self.sched.add_noise(lat, noise, t)
-        target = self.sched.get_velocity(lat, noise, t) if self.v_pred else noise
-        pred = unet(noisy, t, cond).sample.float()
+        return noisy, t, (self.sched.get_velocity(lat, noise, t) if self.v_pred else noise)
+
+    def row_losses(self, pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Each row's squared error, weighted by min-SNR-5 at its timestep."""
+        from brushwork.train.diffusion import loss_weight
+
         weight = loss_weight(self.snr_all[t], SNR_GAMMA, 0.0, self.v_pred)
-        return (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()
+        return weight * (pred.float() - target).pow(2).mean(dim=(1, 2, 3))
+
+    def loss(self, unet, rows: torch.Tensor, cond: torch.Tensor, step: int) -> torch.Tensor:
+        noisy, t, target = self.noised(rows, step)
+        return self.row_losses(unet(noisy, t, cond).sample, target, t).mean()
+
+
+class BaseTargets:
+    """Prior preservation by the base model's own predictions (``--prior-target base``): each class image noised
+    ``draws`` times at uniform timesteps, with what the frozen base UNet predicts for it as the target, computed
+    once before any adapter exists. One draw in four is conditioned on the empty prompt, so the unconditional
+    prediction that classifier-free guidance leans on is held too. Unlike class images with their own noise as
+    the target (DreamBooth's prior), the target here is exact: a few rows a step hold the model to what it did.
+
+    ``pick(step, count)`` gives the entries a training step adds to its batch: ``noisy``, ``t``, ``ids`` (token
+    ids of each entry's prompt), ``cond`` (the frozen text encoder's states for them) and ``target``."""
+
+    def __init__(self, obj: Objective, unet, tokenize, text_encoder, draws: int, seed: int, chunk: int = 32):
+        """``obj``: the class images with their prompts (one each); ``tokenize(texts)`` gives padded token ids."""
+        rows = torch.arange(len(obj.weights))
+        noisy, ts, texts = [], [], []
+        for d in range(draws):
+            n, t, _ = obj.noised(rows, 1_000_000_000 + d)  # steps no training step uses
+            noisy.append(n)
+            ts.append(t)
+            texts += ["" if d % 4 == 3 else obj.texts[int(obj.first[r])] for r in rows]
+        self.noisy, self.t, self.seed = torch.cat(noisy), torch.cat(ts), seed
+        self.ids = tokenize(texts)
+        with torch.no_grad():
+            self.cond = torch.cat([text_encoder(self.ids[i:i + chunk]).last_hidden_state
+                                   for i in range(0, len(texts), chunk)])
+            self.target = torch.cat([unet(self.noisy[i:i + chunk], self.t[i:i + chunk],
+                                          self.cond[i:i + chunk]).sample.float()
+                                     for i in range(0, len(texts), chunk)])
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def pick(self, step: int, count: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 700_001)
+        return torch.randint(0, len(self), (count,), generator=gen)
 
 
 def fit(work: Path, params: dict[str, torch.nn.Parameter], loss_at: Callable[[int], torch.Tensor], *, steps: int,

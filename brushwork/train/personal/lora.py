@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brushwork.train.personal.base import (Objective, check_run, fit, load_base, make_class_images,
+from brushwork.train.personal.base import (BaseTargets, Objective, check_run, fit, load_base, make_class_images,
                                            read_class_images, sample_grid, write_card)
 from brushwork.train.personal import DEFAULTS
 from brushwork.train.personal.inputs import Settings, check_out, check_settings, read_folder
@@ -31,6 +31,7 @@ UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 UNET_ALL_TARGETS = UNET_TARGETS + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2"]
 LAYERS = {"attention": UNET_TARGETS, "all": UNET_ALL_TARGETS}
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+PRIOR_DRAWS = 4  # --prior-target base: noised copies of each class image (and its mirror) whose targets are kept
 ARCHITECTURES = {"brushwork-shapes": "brushwork-shapes", "sd_v1": "stable-diffusion-v1", "sd_v2": "stable-diffusion-v2"}
 
 
@@ -58,16 +59,24 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
     n_class = s.class_images if class_prompts and s.prior_weight > 0 else 0
     if n_class:
         fingerprint |= {"class_prompts": class_prompts, "class_images": n_class, "prior_weight": s.prior_weight}
+        if s.prior_target != "noise":
+            fingerprint["prior_target"] = s.prior_target
     check_run(work, fingerprint)
     pipe, size = base.pipe, base.native_size
     pixels = inputs.pixels(size)
-    captions, weights = inputs.captions, None
+    captions, weights, prior = inputs.captions, None, None
     if n_class:  # prior preservation: the base model's own images of the class prompts, made before any adapter
         make_class_images(pipe, work / "class", class_prompts, n_class, size, s.seed, s.progress)
-        pixels = np.concatenate([pixels, read_class_images(work / "class", n_class)])
-        captions = captions + [[class_prompts[i % len(class_prompts)]] for i in range(n_class)]
-        n = len(inputs.captions)  # instance images weigh 1/n each, class images prior_weight/K
-        weights = [1.0 / n] * n + [s.prior_weight / n_class] * n_class
+        class_pixels = read_class_images(work / "class", n_class)
+        class_captions = [[class_prompts[i % len(class_prompts)]] for i in range(n_class)]
+        if s.prior_target == "base":  # the frozen model's predictions on them, as targets of extra rows a step
+            prior = BaseTargets(Objective(base, class_pixels, class_captions, s.seed + 1), pipe.unet,
+                                lambda texts: tokenize(pipe.tokenizer, texts), pipe.text_encoder, PRIOR_DRAWS, s.seed)
+        else:  # DreamBooth's: class rows in the batch, their own noise the target
+            pixels = np.concatenate([pixels, class_pixels])
+            captions = captions + class_captions
+            n = len(inputs.captions)  # instance images weigh 1/n each, class images prior_weight/K
+            weights = [1.0 / n] * n + [s.prior_weight / n_class] * n_class
     torch.manual_seed(s.seed)  # the adapters' initial weights (a resumed run loads its checkpoint over them)
     pipe.unet.add_adapter(LoraConfig(r=s.rank, lora_alpha=alpha, init_lora_weights="gaussian",
                                      target_modules=LAYERS[s.layers]))
@@ -90,7 +99,15 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         rows = obj.rows(step, s.batch)
         caps = obj.caption_index(rows, step)
         cond = frozen_states[caps] if frozen_states is not None else encode_unique(pipe.text_encoder, ids[caps])
-        return obj.loss(pipe.unet, rows, cond, step)
+        if prior is None:
+            return obj.loss(pipe.unet, rows, cond, step)
+        noisy, t, target = obj.noised(rows, step)  # and batch/2 prior rows, in the same UNet call
+        k = prior.pick(step, max(1, s.batch // 2))
+        prior_cond = encode_unique(pipe.text_encoder, prior.ids[k]) if s.text_encoder else prior.cond[k]
+        t = torch.cat([t, prior.t[k]])
+        pred = pipe.unet(torch.cat([noisy, prior.noisy[k]]), t, torch.cat([cond, prior_cond])).sample
+        per_row = obj.row_losses(pred, torch.cat([target, prior.target[k]]), t)
+        return per_row[:len(rows)].mean() + s.prior_weight * per_row[len(rows):].mean()
 
     trigger = s.prompt or inputs.captions[0][0]
     shown = words.rewrite([trigger])[0] if words else trigger
@@ -139,7 +156,8 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         "Training images": f"{len(inputs.captions)} at {size}×{size} px",
         **({"Prior preservation": f"{n_class} images by the base model of " + (
             f"`{class_prompts[0]}`" if len(class_prompts) == 1 else f"{len(class_prompts)} prompts, e.g. "
-            f"`{class_prompts[0]}`") + f", weight {s.prior_weight:g}"} if n_class else {}),
+            f"`{class_prompts[0]}`") + f", weight {s.prior_weight:g}" + (
+            ", targets: the base model's own predictions" if prior is not None else "")} if n_class else {}),
         **({"Trained words": ", ".join(f"`{w}`" for w in s.words) + " (their token embeddings, bundled in the file "
             "as `bundle_emb.WORD.string_to_param.*`; applied where a prompt says the word)"} if words else {}),
         "Format": "kohya-style LoRA (.safetensors); load with diffusers `load_lora_weights` or A1111 `<lora:name:1>`",
