@@ -21,7 +21,7 @@
    - the base model alone (what it does without being taught), the LoRA at weight 1, the LoRA at weight 0
      (bit-identical to the base: checked image by image), the DreamBooth model, and the embedding (prompts with
      ``<diamond>`` for "diamond", judged as the diamond prompt);
-   - stacking: 10 prompts naming a diamond and a crescent, with both LoRAs at weight 1.
+   - stacking: 10 prompts naming a diamond and a crescent, with both LoRAs at weight 1 (``--stack-weight``).
 4. With ``--benchmark``, the whole benchmark (``brushwork eval adherence``'s prompts) with the diamond LoRA at
    weight 1 and with the DreamBooth model, against ``--scores`` (the model's own report): the forgetting check.
 
@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora-class-prompts", type=int, default=0, metavar="N",
                     help="LoRA prior preservation over N world training captions (train lora --class-prompts)")
     ap.add_argument("--lora-class-images", type=int, default=32, help="with --lora-class-prompts: class images")
+    ap.add_argument("--stack-weight", type=float, default=1.0,
+                    help="the weight of each of the two stacked LoRAs (default 1)")
     ap.add_argument("--lora-prior-target", default="noise",
                     help="with --lora-class-prompts: noise or base (train lora --prior-target)")
     ap.add_argument("--lora-prior-weight", type=float, default=1.0,
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                     "lora_text_encoder": args.lora_text_encoder, "lora_layers": args.lora_layers,
                     "lora_class_prompts": args.lora_class_prompts, "lora_class_images": args.lora_class_images,
                     "lora_prior_target": args.lora_prior_target, "lora_prior_weight": args.lora_prior_weight,
+                    "stack_weight": args.stack_weight,
                     "dreambooth_text_encoder": args.dreambooth_text_encoder,
                     "dreambooth_train_word": args.dreambooth_train_word, "class_prompts": args.class_prompts,
                     "class_images": args.class_images, "prior_weight": args.prior_weight, "word_lr": args.word_lr,
@@ -262,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs += [(f"a {a} diamond and a {b} crescent", "two_object")
                   for a, b in (("orange", "white"), ("pink", "black"), ("white", "orange"), ("black", "pink"),
                                ("purple", "yellow"))]
-        both = [{"name": str(lora), "weight": 1}, {"name": str(crescent), "weight": 1}]
+        both = [{"name": str(path), "weight": args.stack_weight} for path in (lora, crescent)]
         report["judged"]["stack"] = judged(bench_prompts(pairs), gen(loras=both), n, work / "judged-stack")
         save()
     if "embedding" in only:

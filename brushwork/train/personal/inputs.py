@@ -53,7 +53,7 @@ class Settings:
     class_prompts: list[str] = field(default_factory=list)  # DreamBooth: --class-prompts FILE's lines
     class_images: int = 32
     prior_weight: float = 1.0
-    prior_target: str = "noise"  # LoRA: "noise" (class rows in the batch, DreamBooth's) or "base" (the base's predictions)
+    prior_target: str = "noise"  # LoRA: "noise" (class rows in the batch, as DreamBooth) or "base" (its predictions)
     seed: int = 0
     max_minutes: float | None = None
     work: str | None = None
