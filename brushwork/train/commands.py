@@ -130,13 +130,11 @@ def _register_personal(tsub) -> None:
                                                                         "(default 32)")
             q.add_argument("--prior-weight", type=float, default=1.0,
                            help="class rows drawn this many times as often as instance rows (default 1)")
-        if method == "lora":
             q.add_argument("--prior-target", default="noise",
-                           help="with class prompts: noise (default; class images drawn into the batch with their "
-                                "own noise as the target, as DreamBooth does) or base (half a batch more rows a step "
-                                "of noised class images, and of the empty prompt, whose target is the base model's "
-                                "own prediction: an exact target, so fewer rows hold more; --prior-weight scales "
-                                "their loss)")
+                           help="what the class rows learn: noise (default; their own noise, as DreamBooth does) or "
+                                "base (the base model's own prediction for them, an exact target, so fewer rows hold "
+                                "more" + ("; half a batch of extra rows a step, one in four on the empty prompt, "
+                                          "--prior-weight scaling their loss)" if method == "lora" else ")"))
         if method == "dreambooth":
             q.add_argument("--text-encoder", action="store_true",
                            help="train the text encoder too (for a word the base model never learnt)")

@@ -11,6 +11,7 @@ same as an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
@@ -104,7 +105,8 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
                lr: float = 3e-4, warmup: int = 200, final_lr_frac: float = 1.0, uncond_p: float = 0.1,
                snr_gamma: float | None = 5.0, snr_floor: float = 0.0, timesteps: str = "uniform",
                train_text_encoder: bool = True, text_encoder_lr: float | None = None, text_encoder_dir=None,
-               text_rows: list[int] | None = None, init=None, bf16: bool = False, seed: int = 0, device: str = "cpu",
+               text_rows: list[int] | None = None, teacher_files: set[str] | None = None, init=None,
+               bf16: bool = False, seed: int = 0, device: str = "cpu",
                max_minutes: float | None = None, ckpt_every: int = 250, unet_config: dict | None = None,
                text_config: dict | None = None, progress: bool = True) -> dict:
     """Train (or resume). Returns {"done": bool, "step": int, "step_offset": int, "unet": UNet, "text_encoder": TE}
@@ -124,7 +126,8 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
     rate when it trains; it follows the same warm-up and cosine. ``text_rows`` (with ``train_text_encoder=False``):
     train only these rows of the text encoder's token-embedding table (at ``text_encoder_lr``, no weight decay), the
     rest of it frozen: DreamBooth's way to give a word the base model never learnt a meaning without moving any
-    other word.
+    other word. ``teacher_files``: rows of these ``file_name``s learn the starting UNet's own prediction (a frozen
+    copy, on the starting text encoder's states) instead of the noise: prior preservation with an exact target.
 
     ``device`` ("cpu", "cuda", "cuda:1"...): where the step runs. On CPU the noise comes from a CPU generator; on an
     accelerator from one on that device, so a run is reproducible on the same kind of device, not across kinds.
@@ -161,6 +164,11 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
     if rows is not None and train_text_encoder:
         raise ValueError("text_rows trains part of a frozen text encoder: not with train_text_encoder")
     states = None if train_text_encoder or rows is not None else _text_states(te, torch.cat([ids, empty]))
+    teacher, is_taught = None, None
+    if teacher_files:  # copied before any checkpoint is loaded: the model this run started from
+        is_taught = torch.tensor([f in teacher_files for f in data.files], device=dev)
+        teacher = copy.deepcopy(unet).requires_grad_(False).eval()
+        teacher_states = states if states is not None else _text_states(te, torch.cat([ids, empty]))
     sched = DDPMScheduler.from_config(init.scheduler_config)
     v_pred = sched.config.prediction_type == "v_prediction"
     groups = [{"params": list(unet.parameters()), "scale": 1.0}]
@@ -203,6 +211,12 @@ def train_unet(data_dir, vae_dir=None, tokenizer_dir=None, out_dir=None, *, step
             else:
                 cond = states[torch.where(drop, len(ids), idx)].float()
             pred = unet(noisy, t, cond).sample.float()
+            taught = is_taught[idx] if teacher is not None else None
+            if taught is not None and bool(taught.any()):
+                with torch.no_grad():
+                    target = target.clone()
+                    tcond = teacher_states[torch.where(drop, len(ids), idx)][taught].float()
+                    target[taught] = teacher(noisy[taught], t[taught], tcond).sample.float()
         snr = snr_all[t]
         weight = loss_weight(snr, snr_gamma, snr_floor, v_pred) if probs is None else torch.ones_like(snr)
         loss = (weight * (pred - target).pow(2).mean(dim=(1, 2, 3))).mean()

@@ -155,3 +155,31 @@ def test_bad_dreambooth_flags_are_refused_before_anything_is_written(tmp_path, w
     with pytest.raises(InvalidParameter, match=message):
         train_dreambooth(_settings(world, tmp_path, **kw))
     assert not (tmp_path / "db").exists() and not (tmp_path / "db.work").exists()
+
+
+def test_prior_target_base_teaches_class_rows_the_starting_models_own_prediction(tmp_path, world):
+    from brushwork.train.diffusion import train_unet
+    from brushwork.train.init import Start
+    from brushwork.train.personal.base import load_base
+
+    res = train_dreambooth(_settings(world, tmp_path, prior_target="base", words=["diamond"], word_lr=0.05))
+    assert res["done"]
+    card = (Path(res["out"]) / "README.md").read_text()
+    assert "weight 2, targets: the base model's own predictions" in card
+    run = json.loads((Path(res["out"]) / "brushwork_training.json").read_text())["chain"][-1]
+    assert run["prior_target"] == "base"
+    data = Path(res["work"]) / "data"
+
+    # every row taught: the first step's loss is 0 (the target is what the starting UNet predicts, even for the
+    # rows dropped to the empty prompt); with the noise as the target it is not
+    def first_loss(teacher_files, out):
+        b = load_base(str(world["model"]))
+        b.pipe.unet.requires_grad_(True)
+        init = Start(b.pipe.tokenizer, b.pipe.vae, b.pipe.unet, b.pipe.text_encoder, dict(b.scheduler_config), 0, {})
+        train_unet(data, None, None, tmp_path / out, init=init, steps=1, batch=8, lr=1e-3, warmup=1,
+                   uncond_p=0.5, train_text_encoder=False, teacher_files=teacher_files, progress=False)
+        return json.loads((tmp_path / out / "checkpoint" / "state.json").read_text())["losses"][0]
+
+    everything = set(load_imagefolder(data).files)
+    assert first_loss(everything, "taught") < 1e-10
+    assert first_loss(None, "noise") > 1e-3

@@ -60,6 +60,8 @@ def train_dreambooth(s: Settings, *, start: float | None = None) -> dict:
         fingerprint["class_prompts"] = s.class_prompts
     if s.words:
         fingerprint |= {"words": s.words, "word_lr": s.word_lr}
+    if s.prior_target != "noise":
+        fingerprint["prior_target"] = s.prior_target
     check_run(work, fingerprint)
     minutes_file = work / "minutes.json"
     before = json.loads(minutes_file.read_text())["minutes"] if minutes_file.is_file() else 0.0
@@ -80,7 +82,8 @@ def train_dreambooth(s: Settings, *, start: float | None = None) -> dict:
     res = train_unet(data, None, None, work / "unet", init=init, steps=s.steps, batch=s.batch, lr=s.lr,
                      warmup=min(DEFAULTS["dreambooth"]["warmup"], s.steps // 4), final_lr_frac=0.1,
                      train_text_encoder=s.text_encoder, text_encoder_lr=s.word_lr if rows else None,
-                     text_rows=rows or None, seed=s.seed, max_minutes=left, progress=s.progress)
+                     text_rows=rows or None, seed=s.seed, max_minutes=left, progress=s.progress,
+                     teacher_files={f"class_{i:04d}.png" for i in range(n_class)} if s.prior_target == "base" else None)
     pipe.unet.requires_grad_(False)
     pipe.text_encoder.requires_grad_(False)
     if not s.text_encoder:
@@ -159,7 +162,8 @@ def export(s: Settings, base: Base, res: dict, pixels: np.ndarray, captions: lis
     run = {"command": shlex.join(["brushwork", *sys.argv[1:]]) if Path(sys.argv[0]).name == "brushwork"
            else "train_dreambooth()", "init": s.model, "method": "dreambooth", "instance_prompt": s.prompt,
            "class_prompt": s.class_prompt, "class_prompts": len(s.class_prompts), "instance_images": n_instance,
-           "class_images": n_class, "prior_weight": s.prior_weight, "text_encoder": s.text_encoder,
+           "class_images": n_class, "prior_weight": s.prior_weight, "prior_target": s.prior_target,
+           "text_encoder": s.text_encoder,
            "train_words": s.words, "word_lr": s.word_lr if s.words else None, "lr": s.lr, "batch": s.batch,
            "data_seed": s.seed,
            "step_offset": res["step_offset"], "unet_steps": res["step"], "minutes": round(minutes, 2),
@@ -170,7 +174,8 @@ def export(s: Settings, base: Base, res: dict, pixels: np.ndarray, captions: lis
     card = write_card(out / "README.md", f"DreamBooth of {base.name}: {trigger}", base, {
         "Instance prompt": f"`{trigger}`", "Class prompt (prior preservation)": (
             f"`{s.class_prompt}`" if not s.class_prompts else f"{len(s.class_prompts)} prompts, e.g. "
-            f"`{s.class_prompts[0]}`") + f", {n_class} images by the base model, weight {s.prior_weight:g}",
+            f"`{s.class_prompts[0]}`") + f", {n_class} images by the base model, weight {s.prior_weight:g}" + (
+            ", targets: the base model's own predictions" if s.prior_target == "base" else ""),
         "Steps": f"{res['step']} at batch {s.batch}, lr {s.lr:g} " + (
             "(UNet and text encoder)" if s.text_encoder else
             f"(UNet, and the token rows of {', '.join(s.words)} at lr {s.word_lr:g})" if s.words else

@@ -25,7 +25,7 @@ from brushwork.train.personal import DEFAULTS
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MIN_IMAGES, MAX_IMAGES = 3, 20
 METHODS = ("lora", "embedding", "dreambooth")
-PRIOR_TARGETS = {"lora": ("noise", "base"), "dreambooth": ("noise",)}  # --prior-target: what class rows learn
+PRIOR_TARGETS = ("noise", "base")  # --prior-target: what class rows learn (their noise, or the base's prediction)
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Settings:
     class_prompts: list[str] = field(default_factory=list)  # DreamBooth: --class-prompts FILE's lines
     class_images: int = 32
     prior_weight: float = 1.0
-    prior_target: str = "noise"  # LoRA: "noise" (class rows in the batch, as DreamBooth) or "base" (its predictions)
+    prior_target: str = "noise"  # "noise" (DreamBooth's) or "base" (the base model's predictions)
     seed: int = 0
     max_minutes: float | None = None
     work: str | None = None
@@ -127,8 +127,7 @@ def check_settings(s: Settings) -> None:
         need(is_int(s.class_images) and 1 <= s.class_images <= 1000, "--class-images",
              "a whole number from 1 to 1000", s.class_images)
         need(is_num(s.prior_weight) and s.prior_weight >= 0, "--prior-weight", "a number >= 0", s.prior_weight)
-        need(s.prior_target in PRIOR_TARGETS[s.method], "--prior-target", " or ".join(PRIOR_TARGETS[s.method]),
-             s.prior_target)
+        need(s.prior_target in PRIOR_TARGETS, "--prior-target", " or ".join(PRIOR_TARGETS), s.prior_target)
     if s.method == "dreambooth":
         if s.words and s.text_encoder:
             raise InvalidParameter("--train-word trains one word's rows of a frozen text encoder; with "
