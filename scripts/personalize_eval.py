@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
         --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
         [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied]
-        [--train-word [--init-class]] [--lora-layers attention|all] [--lora-lr LR]
+        [--train-word [--init-class]] [--lora-layers attention|all] [--lora-lr LR] [--lora-batch B]
         [--lora-class-prompts N [--lora-class-images K] [--lora-prior-target noise|base] [--lora-prior-weight W]]
         [--dreambooth-train-word [--word-lr LR]] [--class-prompts N] [--prior-weight W]
         [--dreambooth-prior-target noise|base]
@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="LoRA prior preservation over N world training captions (train lora --class-prompts)")
     ap.add_argument("--lora-class-images", type=int, default=32, help="with --lora-class-prompts: class images")
     ap.add_argument("--lora-lr", type=float, default=None, help="the LoRAs' learning rate (train lora --lr)")
+    ap.add_argument("--lora-batch", type=int, default=None, help="the LoRAs' batch (train lora --batch)")
     ap.add_argument("--stack-weight", type=float, default=1.0,
                     help="the weight of each of the two stacked LoRAs (default 1)")
     ap.add_argument("--lora-prior-target", default="noise",
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"model": args.model, "images_per_prompt": n, "prompts": len(prompts),
                     "captions": args.captions, "caption_variants": args.caption_variants,
                     "lora_text_encoder": args.lora_text_encoder, "lora_layers": args.lora_layers,
-                    "lora_lr": args.lora_lr,
+                    "lora_lr": args.lora_lr, "lora_batch": args.lora_batch,
                     "lora_class_prompts": args.lora_class_prompts, "lora_class_images": args.lora_class_images,
                     "lora_prior_target": args.lora_prior_target, "lora_prior_weight": args.lora_prior_weight,
                     "stack_weight": args.stack_weight,
@@ -247,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     lora_kw = {"text_encoder": args.lora_text_encoder, "layers": args.lora_layers}
     if args.lora_lr is not None:
         lora_kw["lr"] = args.lora_lr
+    if args.lora_batch is not None:
+        lora_kw["batch"] = args.lora_batch
     if args.lora_class_prompts:
         lora_kw |= {"class_prompts": world_prompts(args.lora_class_prompts, native),
                     "class_images": args.lora_class_images, "prior_target": args.lora_prior_target,
