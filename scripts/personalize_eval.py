@@ -6,7 +6,7 @@
         [--train-word [--init-class]] [--lora-layers attention|all] [--lora-lr LR] [--lora-batch B]
         [--lora-class-prompts N [--lora-class-images K] [--lora-prior-target noise|base] [--lora-prior-weight W]]
         [--dreambooth-train-word [--word-lr LR]] [--class-prompts N] [--prior-weight W]
-        [--dreambooth-prior-target noise|base]
+        [--dreambooth-prior-target noise|base] [--dreambooth-lr LR]
 
 1. Renders 5 images each of "a <colour> diamond" and "a <colour> crescent" (red, blue, green, yellow, purple;
    neither shape is in the default model's training data) at the model's native size; with ``--varied``, of
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="DreamBooth trains the word diamond's token rows only (train dreambooth --train-word diamond)")
     ap.add_argument("--word-lr", type=float, default=None,
                     help="with --dreambooth-train-word: the word rows' learning rate (train dreambooth --word-lr)")
+    ap.add_argument("--dreambooth-lr", type=float, default=None, help="DreamBooth's UNet learning rate (--lr)")
     ap.add_argument("--dreambooth-prior-target", default="noise",
                     help="DreamBooth's class rows learn their noise or the base's prediction (--prior-target)")
     ap.add_argument("--class-prompts", type=int, default=0, metavar="N",
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                     "stack_weight": args.stack_weight,
                     "dreambooth_text_encoder": args.dreambooth_text_encoder,
                     "dreambooth_train_word": args.dreambooth_train_word,
-                    "dreambooth_prior_target": args.dreambooth_prior_target, "class_prompts": args.class_prompts,
+                    "dreambooth_prior_target": args.dreambooth_prior_target, "dreambooth_lr": args.dreambooth_lr, "class_prompts": args.class_prompts,
                     "class_images": args.class_images, "prior_weight": args.prior_weight, "word_lr": args.word_lr,
                     "steps": args.steps,
                     "train_word": args.train_word, "varied": args.varied, "init_class": args.init_class,
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  text_encoder=args.dreambooth_text_encoder,
                                                  words=["diamond"] if args.dreambooth_train_word else [],
                                                  word_lr=args.word_lr, prior_target=args.dreambooth_prior_target,
-                                                 **classes)
+                                                 **classes, **({"lr": args.dreambooth_lr} if args.dreambooth_lr else {}))
         db_gen = lambda: engine_generate(str(db), studio)[0]  # noqa: E731
         report["judged"]["dreambooth"] = judged(prompts, db_gen(), n, work / "judged-dreambooth")
         save()
