@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                     "stack_weight": args.stack_weight,
                     "dreambooth_text_encoder": args.dreambooth_text_encoder,
                     "dreambooth_train_word": args.dreambooth_train_word,
-                    "dreambooth_prior_target": args.dreambooth_prior_target, "dreambooth_lr": args.dreambooth_lr, "class_prompts": args.class_prompts,
+                    "dreambooth_prior_target": args.dreambooth_prior_target, "dreambooth_lr": args.dreambooth_lr,
+                    "class_prompts": args.class_prompts,
                     "class_images": args.class_images, "prior_weight": args.prior_weight, "word_lr": args.word_lr,
                     "steps": args.steps,
                     "train_word": args.train_word, "varied": args.varied, "init_class": args.init_class,
@@ -297,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  text_encoder=args.dreambooth_text_encoder,
                                                  words=["diamond"] if args.dreambooth_train_word else [],
                                                  word_lr=args.word_lr, prior_target=args.dreambooth_prior_target,
-                                                 **classes, **({"lr": args.dreambooth_lr} if args.dreambooth_lr else {}))
+                                                 **classes,
+                                                 **({"lr": args.dreambooth_lr} if args.dreambooth_lr else {}))
         db_gen = lambda: engine_generate(str(db), studio)[0]  # noqa: E731
         report["judged"]["dreambooth"] = judged(prompts, db_gen(), n, work / "judged-dreambooth")
         save()
