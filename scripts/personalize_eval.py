@@ -3,6 +3,7 @@
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
         --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
         [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied]
+        [--varied-backgrounds]
         [--train-word [--init-class]] [--lora-layers attention|all] [--lora-lr LR] [--lora-batch B]
         [--lora-class-prompts N [--lora-class-images K] [--lora-prior-target noise|base] [--lora-prior-weight W]]
         [--dreambooth-train-word [--word-lr LR]] [--class-prompts N] [--prior-weight W]
@@ -50,10 +51,12 @@ CLASS_WORD = {"diamond": "square", "crescent": "circle"}  # the nearest shape th
 
 
 def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: bool = False,
-                  varied: bool = False, word: str | None = None, variants: int = 1) -> Path:
+                  varied: bool = False, word: str | None = None, variants: int = 1,
+                  backgrounds: bool = False) -> Path:
     """5 renders of ``shape``, one per training colour. Plain: "a <colour> <shape>" (size, place and background
     drawn by the scene sampler, so any colour may be the background). ``varied``: sizes and backgrounds chosen
-    too, every background one of the 5 training colours (so no colour the judged set asks for appears). The
+    too, every background one of the 5 training colours (so no colour the judged set asks for appears);
+    ``backgrounds``: only the backgrounds chosen so (the sizes drawn by the sampler, so "large" stays unseen). The
     captions name the shape as ``word`` (an embedding's token) when given. ``variants`` > 1: each caption file
     holds that many distinct lines, the first the plain caption and the rest the world captioner's phrasings of
     the same scene (some leave the colour out, some name the background)."""
@@ -72,6 +75,8 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
         text = f"a {colour} {shape}"
         if varied:
             text = f"a {VARIED_SIZES[i]}{colour} {shape} on a {COLOURS[(i + 1) % len(COLOURS)]} background"
+        elif backgrounds:
+            text = f"a {colour} {shape} on a {COLOURS[(i + 1) % len(COLOURS)]} background"
         spec = parse(text)
         scene = sample_scene(spec, seed + i, width=size)
         Image.fromarray(render(scene)).save(folder / f"{shape}_{colour}.png")
@@ -204,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prior-weight", type=float, default=1.0, help="DreamBooth's --prior-weight (default 1)")
     ap.add_argument("--varied", action="store_true",
                     help="training renders of several sizes on backgrounds of the training colours")
+    ap.add_argument("--varied-backgrounds", action="store_true",
+                    help="training renders on backgrounds of the training colours, sizes left to the sampler "
+                         "(no background the judged set names is shown)")
     ap.add_argument("--train-word", action="store_true",
                     help="LoRAs also train the shape word's embedding (train lora --train-word diamond|crescent)")
     ap.add_argument("--init-class", action="store_true",
@@ -219,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only.split(","))
     n = args.images_per_prompt
     native = load_pipeline(args.model, hash=False).native_size
-    kw = {"captions": args.captions, "varied": args.varied, "variants": args.caption_variants}
+    kw = {"captions": args.captions, "varied": args.varied, "variants": args.caption_variants,
+          "backgrounds": args.varied_backgrounds}
     diamonds = render_shapes(work / "diamonds", "diamond", native, **kw)
     crescents = render_shapes(work / "crescents", "crescent", native, **kw)
     prompts = bench_prompts(shape_prompts("diamond"))
@@ -236,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                     "class_prompts": args.class_prompts,
                     "class_images": args.class_images, "prior_weight": args.prior_weight, "word_lr": args.word_lr,
                     "steps": args.steps,
-                    "train_word": args.train_word, "varied": args.varied, "init_class": args.init_class,
+                    "train_word": args.train_word, "varied": args.varied,
+                    "varied_backgrounds": args.varied_backgrounds, "init_class": args.init_class,
                     "own": {"overall": own["overall"], "categories": own_cat}, "training": {}, "judged": {}}
 
     def save():
