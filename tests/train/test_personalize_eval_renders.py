@@ -1,0 +1,41 @@
+"""scripts/personalize_eval.py's training renders: with ``backgrounds``, no background the judged set names is
+shown, and every picture's first caption names its background."""
+
+import runpy
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from brushwork.world.vocab import PALETTE
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "personalize_eval.py"
+
+
+def _nearest(rgb) -> str:
+    return min(PALETTE, key=lambda c: sum((int(a) - b) ** 2 for a, b in zip(rgb, PALETTE[c])))
+
+
+def test_varied_backgrounds_show_none_of_the_judged_ones(tmp_path):
+    script = runpy.run_path(str(SCRIPT), run_name="personalize_eval")
+    folder = script["render_shapes"](tmp_path / "d", "diamond", 64, captions=True, variants=3, backgrounds=True)
+    judged = {p.split(" on a ")[1].split()[0] for p, _ in script["shape_prompts"]("diamond") if " background" in p}
+    assert len(judged) == 5
+    training = set(script["COLOURS"])
+    assert not judged & training
+    seen = set()
+    for png in sorted(folder.glob("*.png")):
+        corner = np.asarray(Image.open(png).convert("RGB"))[:4, :4].reshape(-1, 3).mean(0)
+        background = _nearest(corner)
+        shape_colour = png.stem.split("_")[1]
+        assert background in training and background != shape_colour
+        first = png.with_suffix(".txt").read_text().splitlines()[0]
+        assert first == f"a {shape_colour} diamond on a {background} background"
+        seen.add(background)
+    assert seen == training  # every training colour is some picture's background
+
+
+def test_plain_renders_let_the_sampler_choose(tmp_path):
+    script = runpy.run_path(str(SCRIPT), run_name="personalize_eval")
+    folder = script["render_shapes"](tmp_path / "d", "diamond", 64, captions=True)
+    assert [p.read_text() for p in sorted(folder.glob("*.txt"))][0] == "a blue diamond\n"
