@@ -11,7 +11,8 @@
 
 1. Renders 5 images each of "a <colour> diamond" and "a <colour> crescent" (red, blue, green, yellow, purple;
    neither shape is in the default model's training data) at the model's native size; with ``--varied``, of
-   several sizes on backgrounds of those 5 colours ("a large red diamond on a blue background"); with
+   several sizes on backgrounds of those 5 colours ("a large red diamond on a blue background"), with
+   ``--varied-backgrounds`` on those backgrounds only ("a red diamond on a blue background"); with
    ``--captions``, each with its own caption file saying so, instead of the instance prompt "a diamond".
 2. Trains, timing each run (``brushwork train`` defaults unless ``--steps``): a diamond LoRA, a crescent LoRA (for
    stacking; ``--lora-class-prompts N``: with prior preservation over N world training captions), a
@@ -56,7 +57,7 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
     """5 renders of ``shape``, one per training colour. Plain: "a <colour> <shape>" (size, place and background
     drawn by the scene sampler, so any colour may be the background). ``varied``: sizes and backgrounds chosen
     too, every background one of the 5 training colours (so no colour the judged set asks for appears);
-    ``backgrounds``: only the backgrounds chosen so (the sizes drawn by the sampler, so "large" stays unseen). The
+    ``backgrounds``: only the backgrounds chosen so, the sizes still drawn by the sampler. The
     captions name the shape as ``word`` (an embedding's token) when given. ``variants`` > 1: each caption file
     holds that many distinct lines, the first the plain caption and the rest the world captioner's phrasings of
     the same scene (some leave the colour out, some name the background)."""
@@ -218,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --train-word: start the word's vectors from the nearest known shape's "
                          "(--init-word square for diamond, circle for crescent)")
     args = ap.parse_args(argv)
+    if args.varied and args.varied_backgrounds:
+        ap.error("--varied and --varied-backgrounds: choose one (--varied already varies the backgrounds)")
     if args.caption_variants < 1 or (args.caption_variants > 1 and not args.captions):
         ap.error(f"--caption-variants {args.caption_variants}: a whole number >= 1, above 1 only with --captions")
     work = Path(args.work)

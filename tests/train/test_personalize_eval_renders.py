@@ -5,6 +5,7 @@ import runpy
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from brushwork.world.vocab import PALETTE
@@ -39,3 +40,14 @@ def test_plain_renders_let_the_sampler_choose(tmp_path):
     script = runpy.run_path(str(SCRIPT), run_name="personalize_eval")
     folder = script["render_shapes"](tmp_path / "d", "diamond", 64, captions=True)
     assert [p.read_text() for p in sorted(folder.glob("*.txt"))][0] == "a blue diamond\n"
+
+
+def test_varied_and_varied_backgrounds_together_is_one_line_error(tmp_path, capsys):
+    script = runpy.run_path(str(SCRIPT), run_name="personalize_eval")
+    with pytest.raises(SystemExit) as e:
+        script["main"](["--work", str(tmp_path / "w"), "--scores", str(tmp_path / "s.json"), "--varied",
+                        "--varied-backgrounds"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--varied and --varied-backgrounds" in err
+    assert not (tmp_path / "w").exists()  # nothing written
