@@ -73,11 +73,9 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
     for p in folder.iterdir():
         p.unlink()
     for i, colour in enumerate(COLOURS):
-        text = f"a {colour} {shape}"
-        if varied:
-            text = f"a {VARIED_SIZES[i]}{colour} {shape} on a {COLOURS[(i + 1) % len(COLOURS)]} background"
-        elif backgrounds:
-            text = f"a {colour} {shape} on a {COLOURS[(i + 1) % len(COLOURS)]} background"
+        text = f"a {VARIED_SIZES[i] if varied else ''}{colour} {shape}"
+        if varied or backgrounds:
+            text += f" on a {COLOURS[(i + 1) % len(COLOURS)]} background"
         spec = parse(text)
         scene = sample_scene(spec, seed + i, width=size)
         Image.fromarray(render(scene)).save(folder / f"{shape}_{colour}.png")
