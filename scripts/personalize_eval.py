@@ -49,6 +49,9 @@ LIMITS = {"lora": 5, "embedding": 5, "dreambooth": 15}
 TOKEN = "<diamond>"
 VARIED_SIZES = ("large ", "small ", "", "large ", "small ")
 CLASS_WORD = {"diamond": "square", "crescent": "circle"}  # the nearest shape the model knows
+# LoRAs and embeddings train on mirror images too (--flip) only of the shape that looks the same mirrored: the
+# crescent's horns point right in every render, and the judge reads a mirrored crescent as no crescent
+FLIP = {"diamond": True, "crescent": False}
 
 
 def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: bool = False,
@@ -268,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                     "class_images": args.lora_class_images, "prior_target": args.lora_prior_target,
                     "prior_weight": args.lora_prior_weight}
     if only & {"lora", "stack"}:
-        report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond", **lora_kw,
+        report["training"]["lora"] = train("lora", diamonds, lora, args, prompt="a diamond", flip=FLIP["diamond"],
+                                           **lora_kw,
                                            words=["diamond"] if args.train_word else [],
                                            init_word=CLASS_WORD["diamond"] if args.init_class else None)
         report["judged"]["lora"] = judged(prompts, gen(loras=[{"name": str(lora), "weight": 1}]), n,
@@ -281,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if "stack" in only:
         crescent = work / "crescent-lora.safetensors"
         report["training"]["lora_crescent"] = train("lora", crescents, crescent, args, prompt="a crescent",
-                                                    **lora_kw,
+                                                    flip=FLIP["crescent"], **lora_kw,
                                                     words=["crescent"] if args.train_word else [],
                                                     init_word=CLASS_WORD["crescent"] if args.init_class else None)
         pairs = [(f"a diamond and a {c} crescent", "two_object") for c in ("red", "blue", "green")]
@@ -295,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     if "embedding" in only:
         emb = work / "diamond-embedding.safetensors"
         ti_images = render_shapes(work / "diamonds-ti", "diamond", native, word=TOKEN, **kw)
-        report["training"]["embedding"] = train("embedding", ti_images, emb, args, token=TOKEN, prompt=f"a {TOKEN}")
+        report["training"]["embedding"] = train("embedding", ti_images, emb, args, token=TOKEN, prompt=f"a {TOKEN}",
+                                                flip=FLIP["diamond"])
         ti = bench_prompts([p for p in shape_prompts("diamond") if p[1] in ("single_object", "colors")],
                            replace=("diamond", TOKEN))
         report["judged"]["embedding"] = judged(ti, gen(embeddings=[str(emb)]), n, work / "judged-embedding")

@@ -144,6 +144,9 @@ def _register_personal(tsub) -> None:
             q.add_argument("--word-lr", type=float, default=d["word_lr"],
                            help=f"the --train-word rows' learning rate (default {d['word_lr']:g})")
         else:
+            q.add_argument("--flip", action="store_true",
+                           help="also train on each image's mirror image: for a subject that looks the same mirrored "
+                                "(not for text, a logo or a crescent); a caption naming a side is never mirrored")
             q.add_argument("--sample-every", type=int, default=100,
                            help="a sample grid (and a checkpoint) every N steps, 0: at the end only (default 100)")
         q.set_defaults(handler=_personal, method=method)
@@ -288,7 +291,7 @@ def _personal(args) -> int:
     start = time.monotonic()  # --max-minutes counts loading too
     names = ("images", "out", "prompt", "model", "steps", "lr", "batch", "seed", "max_minutes", "work", "rank", "alpha",
              "text_encoder", "words", "token", "vectors", "init_word", "class_prompt", "class_images", "prior_weight",
-             "sample_every", "word_lr", "layers", "prior_target")
+             "sample_every", "word_lr", "layers", "prior_target", "flip")
     s = Settings(method=args.method, **{k: getattr(args, k) for k in names if hasattr(args, k)})
     if getattr(args, "class_prompts", None):
         s.class_prompts = _read_lines(args.class_prompts, "--class-prompts")

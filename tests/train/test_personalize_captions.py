@@ -21,9 +21,11 @@ CAPTIONS = [["a red diamond"], ["a diamond", "a small diamond", "a diamond on th
 def test_each_row_draws_one_of_its_images_captions(tmp_path):
     base = load_base(str(tiny.make_shapes_model(tmp_path / "shapes")))
     pixels = np.random.default_rng(0).integers(0, 255, (3, tiny.NATIVE, tiny.NATIVE, 3), dtype=np.uint8)
-    obj = Objective(base, pixels, CAPTIONS, seed=0)
+    assert len(Objective(base, pixels, CAPTIONS, seed=0).mean) == 3  # no mirror images unless asked (--flip)
+    obj = Objective(base, pixels, CAPTIONS, seed=0, flip=True)
     assert obj.texts == ["a red diamond", "a diamond", "a small diamond", "a diamond on the left", "a blue diamond"]
     assert len(obj.mean) == 5  # images 0 and 2 and their mirror images; image 1 names a side, so it is not mirrored
+    assert torch.allclose(obj.mean[3], Objective(base, pixels[:, :, ::-1].copy(), CAPTIONS, seed=0).mean[0])
     rows = torch.arange(5)
     drawn = torch.stack([obj.caption_index(rows, step) for step in range(60)])
     assert set(drawn[:, 0].tolist()) == {0} and set(drawn[:, 3].tolist()) == {0}

@@ -197,3 +197,16 @@ def test_settings_defaults_and_work_folder():
         check_settings(Settings(method="lora", images="i", out="o", rank=2.5))
     with pytest.raises(InvalidParameter, match="--token must be one word"):
         check_settings(Settings(method="embedding", images="i", out="o", token="two words"))
+
+
+def test_flip_reaches_the_trainer_from_the_command_line(tmp_path, cli, model):
+    from safetensors import safe_open
+
+    imgs = _images(tmp_path / "imgs", 3, size=(16, 16))
+    for flag, said in (([], "False"), (["--flip"], "True")):
+        out = tmp_path / f"x{len(flag)}.safetensors"
+        code, _, err = cli("lora", "--images", str(imgs), "--prompt", "a diamond", "--out", str(out), "--steps", "1",
+                           "--batch", "2", "--sample-every", "0", "--model", str(model), *flag)
+        assert code == 0, err
+        with safe_open(str(out), "pt") as f:
+            assert f.metadata()["ss_flip_aug"] == said

@@ -109,6 +109,7 @@ def test_metadata_card_and_what_the_inspector_says(tmp_path, world):
     assert meta["modelspec.trigger_phrase"] == "a diamond"
     assert meta["brushwork.base_sha256"] == sha256_folder(world["shapes"])
     assert meta["brushwork.steps"] == "4" and float(meta["brushwork.minutes"]) > 0
+    assert meta["ss_flip_aug"] == "False"  # mirror images only with --flip
     assert all(isinstance(v, str) for v in meta.values())
     card = Path(res["card"]).read_text()
     assert Path(res["card"]) == tmp_path / "diamond.md"
@@ -169,7 +170,7 @@ def test_prior_preservation_trains_on_the_base_models_class_images(tmp_path, wor
     base = load_base(str(world["shapes"]))
     px = np.zeros((6, 16, 16, 3), dtype=np.uint8)
     obj = Objective(base, px, [["a diamond"]] * 3 + [["a red square"], ["a circle at the left"], ["a star"]], 0,
-                    [1 / 3] * 3 + [1.0] * 3)
+                    [1 / 3] * 3 + [1.0] * 3, flip=True)
     assert len(obj.weights) == 11  # 6 images + 5 mirrors (a caption naming a side is not mirrored)
     assert obj.weights[:3].sum() + obj.weights[6:9].sum() == pytest.approx(1.0)
     assert obj.weights[3:6].sum() + obj.weights[9:].sum() == pytest.approx(3.0)
@@ -187,7 +188,7 @@ def test_prior_target_base_keeps_the_base_models_own_predictions(tmp_path, world
     pipe = base.pipe
     px = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
     enc = lambda texts: tokenize(pipe.tokenizer, texts)  # noqa: E731
-    bank = BaseTargets(Objective(base, px, [["a red square"], ["a star at the left"]], 1), pipe.unet, enc,
+    bank = BaseTargets(Objective(base, px, [["a red square"], ["a star at the left"]], 1, flip=True), pipe.unet, enc,
                        pipe.text_encoder, 4, 0)
     assert len(bank) == 4 * 3  # 2 images and 1 mirror ("at the left" is not mirrored), 4 draws each
     empty = enc([""])[0]

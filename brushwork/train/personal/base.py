@@ -97,11 +97,13 @@ class Objective:
     """The base model's denoising loss on cached latents: ``loss(unet, rows, cond, step)``.
 
     ``captions[i]`` are image ``i``'s captions; ``texts`` is all of them, and ``caption_index(rows, step)`` draws
-    one of its image's captions for each row (always the same one when an image has one caption). ``weights[i]``
-    is how often image ``i`` is drawn, shared with its mirror image when it has one (default: every row alike)."""
+    one of its image's captions for each row (always the same one when an image has one caption). With ``flip``,
+    each image's mirror image is a row too, unless a caption of it names a side (``--flip``: for subjects that
+    look the same mirrored; a crescent or a logo does not). ``weights[i]`` is how often image ``i`` is drawn,
+    shared with its mirror image when it has one (default: every row alike)."""
 
     def __init__(self, base: Base, pixels: np.ndarray, captions: list[list[str]], seed: int,
-                 weights: list[float] | None = None):
+                 weights: list[float] | None = None, flip: bool = False):
         from diffusers import DDPMScheduler
 
         from brushwork.train.vae import encode_all
@@ -113,15 +115,16 @@ class Objective:
         self.scale = float(base.pipe.vae.config.scaling_factor)
         self.texts = [c for options in captions for c in options]
         firsts = np.cumsum([0] + [len(options) for options in captions])
-        # each image, and its mirror image unless a caption of it names a side: a row is (latent mean/std, image)
-        flip = [i for i, options in enumerate(captions)
-                if not any({"left", "right"} & set(c.lower().replace(",", " ").split()) for c in options)]
+        # each image, and with ``flip`` its mirror image unless a caption of it names a side: a row is (latent
+        # mean/std, image)
+        mirrored = [i for i, options in enumerate(captions) if flip and not any(
+            {"left", "right"} & set(c.lower().replace(",", " ").split()) for c in options)]
         with torch.no_grad():
             mean, std = encode_all(base.pipe.vae, pixels)
-            fmean, fstd = encode_all(base.pipe.vae, np.ascontiguousarray(pixels[flip, :, ::-1])) if flip else (
-                mean[:0], std[:0])
+            fmean, fstd = encode_all(base.pipe.vae, np.ascontiguousarray(pixels[mirrored, :, ::-1])) if mirrored \
+                else (mean[:0], std[:0])
         self.mean, self.std = torch.cat([mean, fmean]).float(), torch.cat([std, fstd]).float()
-        image_of = list(range(len(captions))) + flip
+        image_of = list(range(len(captions))) + mirrored
         self.first = torch.tensor([int(firsts[i]) for i in image_of])  # each row's first caption in ``texts``
         self.count = torch.tensor([len(captions[i]) for i in image_of])
         if weights is None:  # every row alike

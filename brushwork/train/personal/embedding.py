@@ -43,12 +43,12 @@ def train_embedding(s: Settings, *, start: float | None = None) -> dict:
     work = s.work_dir
     check_run(work, {"method": "embedding", "base_sha256": base.sha256, "inputs_sha256": inputs.sha256,
                      "token": s.token, "vectors": s.vectors, "init_word": s.init_word, "batch": s.batch,
-                     "seed": s.seed})
+                     "seed": s.seed, **({} if s.flip else {"flip": False})})
     vectors = torch.nn.Parameter(init.clone())
     hook = pipe.text_encoder.get_input_embeddings().register_forward_hook(inject_vectors(first, vectors))
     size = base.native_size
     pixels = inputs.pixels(size)
-    obj = Objective(base, pixels, inputs.captions, s.seed)
+    obj = Objective(base, pixels, inputs.captions, s.seed, flip=s.flip)
     ids = tokenize(pipe.tokenizer, pipe.maybe_convert_prompt(obj.texts, pipe.tokenizer))
 
     def loss_at(step: int) -> torch.Tensor:

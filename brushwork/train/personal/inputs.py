@@ -54,6 +54,7 @@ class Settings:
     class_images: int = 32
     prior_weight: float = 1.0
     prior_target: str = "noise"  # "noise" (DreamBooth's) or "base" (the base model's predictions)
+    flip: bool = False  # LoRA, embedding: also train on each image's mirror image (a symmetric subject)
     seed: int = 0
     max_minutes: float | None = None
     work: str | None = None

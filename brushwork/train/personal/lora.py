@@ -55,6 +55,8 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         fingerprint |= {"words": s.words, "init_word": s.init_word}
     if s.layers != "attention":
         fingerprint["layers"] = s.layers
+    if not s.flip:  # (runs before --flip existed trained on mirror images too)
+        fingerprint["flip"] = False
     class_prompts = s.class_prompt_list
     n_class = s.class_images if class_prompts and s.prior_weight > 0 else 0
     if n_class:
@@ -70,7 +72,7 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         class_pixels = read_class_images(work / "class", n_class)
         class_captions = [[class_prompts[i % len(class_prompts)]] for i in range(n_class)]
         if s.prior_target == "base":  # the frozen model's predictions on them, as targets of extra rows a step
-            prior = BaseTargets(Objective(base, class_pixels, class_captions, s.seed + 1), pipe.unet,
+            prior = BaseTargets(Objective(base, class_pixels, class_captions, s.seed + 1, flip=s.flip), pipe.unet,
                                 lambda texts: tokenize(pipe.tokenizer, texts), pipe.text_encoder, PRIOR_DRAWS, s.seed)
         else:  # DreamBooth's: class rows in the batch, their own noise the target
             pixels = np.concatenate([pixels, class_pixels])
@@ -88,7 +90,7 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
     words = TrainedWords(pipe.tokenizer, pipe.text_encoder, s.words, s.init_word) if s.words else None
     if words is not None:
         params |= words.params()
-    obj = Objective(base, pixels, captions, s.seed, weights)
+    obj = Objective(base, pixels, captions, s.seed, weights, flip=s.flip)
     ids = tokenize(pipe.tokenizer, words.rewrite(obj.texts) if words else obj.texts)
     frozen_states = None
     if not s.text_encoder and words is None:
@@ -133,7 +135,7 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
         "ss_base_model_version": base.family, "ss_v2": str(base.kind == "sd2"),
         "ss_v_parameterization": str(base.v_pred), "ss_resolution": f"({size}, {size})",
         "ss_num_train_images": str(len(inputs.captions)), "ss_num_reg_images": str(n_class),
-        "ss_max_train_steps": str(s.steps), "ss_learning_rate": f"{s.lr:g}",
+        "ss_max_train_steps": str(s.steps), "ss_learning_rate": f"{s.lr:g}", "ss_flip_aug": str(s.flip),
         "ss_seed": str(s.seed), "ss_text_encoder_lr": f"{s.lr:g}" if s.text_encoder else "0",
         "modelspec.sai_model_spec": "1.0.0", "modelspec.architecture": f"{ARCHITECTURES[base.family]}/lora",
         "modelspec.title": out.stem, "modelspec.license": base.license, "modelspec.trigger_phrase": trigger,
