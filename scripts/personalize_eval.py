@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
         --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
         [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied]
-        [--varied-backgrounds]
+        [--varied-backgrounds] [--partner SHAPE]
         [--train-word [--init-class]] [--lora-layers attention|all] [--lora-lr LR] [--lora-batch B]
         [--lora-class-prompts N [--lora-class-images K] [--lora-prior-target noise|base] [--lora-prior-weight W]]
         [--dreambooth-train-word [--word-lr LR]] [--class-prompts N] [--prior-weight W]
@@ -12,7 +12,9 @@
 1. Renders 5 images each of "a <colour> diamond" and "a <colour> crescent" (red, blue, green, yellow, purple;
    neither shape is in the default model's training data) at the model's native size; with ``--varied``, of
    several sizes on backgrounds of those 5 colours ("a large red diamond on a blue background"), with
-   ``--varied-backgrounds`` on those backgrounds only ("a red diamond on a blue background"); with
+   ``--varied-backgrounds`` on those backgrounds only ("a red diamond on a blue background"); with ``--partner
+   SHAPE``, 3 of the 5 beside a SHAPE of another colour ("a red diamond and a green circle", a shape the model
+   knows; the judged set then leaves SHAPE out of its two-object and position prompts); with
    ``--captions``, each with its own caption file saying so, instead of the instance prompt "a diamond".
 2. Trains, timing each run (``brushwork train`` defaults unless ``--steps``): a diamond LoRA, a crescent LoRA (for
    stacking; ``--lora-class-prompts N``: with prior preservation over N world training captions), a
@@ -56,12 +58,14 @@ FLIP = {"diamond": True, "crescent": False}
 
 def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: bool = False,
                   varied: bool = False, word: str | None = None, variants: int = 1,
-                  backgrounds: bool = False) -> Path:
+                  backgrounds: bool = False, partner: str | None = None) -> Path:
     """5 renders of ``shape``, one per training colour. Plain: "a <colour> <shape>" (size, place and background
     drawn by the scene sampler, so any colour may be the background). ``varied``: sizes and backgrounds chosen
     too, every background one of the 5 training colours (so no colour the judged set asks for appears);
     ``backgrounds``: only the backgrounds chosen so, the sizes still drawn by the sampler. The
-    captions name the shape as ``word`` (an embedding's token) when given. ``variants`` > 1: each caption file
+    captions name the shape as ``word`` (an embedding's token) when given. ``partner`` (a shape the model knows):
+    renders 1, 3 and 5 show one beside the new shape, in another training colour ("a red diamond and a green
+    circle"), so the new shape is seen sharing a picture. ``variants`` > 1: each caption file
     holds that many distinct lines, the first the plain caption and the rest the world captioner's phrasings of
     the same scene (some leave the colour out, some name the background)."""
     import numpy as np
@@ -77,6 +81,8 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
         p.unlink()
     for i, colour in enumerate(COLOURS):
         text = f"a {VARIED_SIZES[i] if varied else ''}{colour} {shape}"
+        if partner and i % 2 == 0:
+            text += f" and a {COLOURS[(i + 2) % len(COLOURS)]} {partner}"
         if varied or backgrounds:
             text += f" on a {COLOURS[(i + 1) % len(COLOURS)]} background"
         spec = parse(text)
@@ -109,13 +115,15 @@ def world_prompts(n: int, size: int, seed: int = 1) -> list[str]:
     return out
 
 
-def shape_prompts(shape: str = "diamond") -> list[tuple[str, str]]:
-    """43 ``(prompt, category)`` pairs about ``shape``; colours other than the training renders' come first."""
+def shape_prompts(shape: str = "diamond", partner: str | None = None) -> list[tuple[str, str]]:
+    """43 ``(prompt, category)`` pairs about ``shape``; colours other than the training renders' come first. With
+    ``partner`` (the shape the training renders show beside it) the two-object and position prompts leave it out,
+    a pairing those renders show (42 pairs)."""
     from brushwork.world.vocab import PALETTE, TRAIN_SHAPES
 
     new = [c for c in PALETTE if c not in COLOURS]
     colours = new + list(COLOURS)
-    others = list(TRAIN_SHAPES)
+    others = [s for s in TRAIN_SHAPES if s != partner]
     plural = shape + "s"
     out = [(f"a {shape}", "single_object"), (f"a small {shape}", "single_object"), (f"a large {shape}", "single_object")]
     out += [(f"a {shape} on a {c} background", "single_object") for c in new[:7]]
@@ -219,9 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-class", action="store_true",
                     help="with --train-word: start the word's vectors from the nearest known shape's "
                          "(--init-word square for diamond, circle for crescent)")
+    ap.add_argument("--partner", default=None, metavar="SHAPE",
+                    help="3 of the 5 training renders show this known shape beside the new one (the judged set "
+                         "leaves it out of its two-object and position prompts)")
     args = ap.parse_args(argv)
     if args.varied and args.varied_backgrounds:
         ap.error("--varied and --varied-backgrounds: choose one (--varied already varies the backgrounds)")
+    from brushwork.world.vocab import TRAIN_SHAPES
+
+    if args.partner is not None and args.partner not in TRAIN_SHAPES:
+        ap.error(f"--partner {args.partner}: one of the shapes the model knows ({', '.join(TRAIN_SHAPES)})")
     if args.caption_variants < 1 or (args.caption_variants > 1 and not args.captions):
         ap.error(f"--caption-variants {args.caption_variants}: a whole number >= 1, above 1 only with --captions")
     work = Path(args.work)
@@ -232,10 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     n = args.images_per_prompt
     native = load_pipeline(args.model, hash=False).native_size
     kw = {"captions": args.captions, "varied": args.varied, "variants": args.caption_variants,
-          "backgrounds": args.varied_backgrounds}
+          "backgrounds": args.varied_backgrounds, "partner": args.partner}
     diamonds = render_shapes(work / "diamonds", "diamond", native, **kw)
     crescents = render_shapes(work / "crescents", "crescent", native, **kw)
-    prompts = bench_prompts(shape_prompts("diamond"))
+    prompts = bench_prompts(shape_prompts("diamond", args.partner))
     report: dict = {"model": args.model, "images_per_prompt": n, "prompts": len(prompts),
                     "captions": args.captions, "caption_variants": args.caption_variants,
                     "lora_text_encoder": args.lora_text_encoder, "lora_layers": args.lora_layers,
@@ -250,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                     "class_images": args.class_images, "prior_weight": args.prior_weight, "word_lr": args.word_lr,
                     "steps": args.steps,
                     "train_word": args.train_word, "varied": args.varied,
-                    "varied_backgrounds": args.varied_backgrounds, "init_class": args.init_class,
+                    "varied_backgrounds": args.varied_backgrounds, "partner": args.partner,
+                    "init_class": args.init_class,
                     "own": {"overall": own["overall"], "categories": own_cat}, "training": {}, "judged": {}}
 
     def save():
@@ -301,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         ti_images = render_shapes(work / "diamonds-ti", "diamond", native, word=TOKEN, **kw)
         report["training"]["embedding"] = train("embedding", ti_images, emb, args, token=TOKEN, prompt=f"a {TOKEN}",
                                                 flip=FLIP["diamond"])
-        ti = bench_prompts([p for p in shape_prompts("diamond") if p[1] in ("single_object", "colors")],
+        ti = bench_prompts([p for p in shape_prompts("diamond", args.partner) if p[1] in ("single_object", "colors")],
                            replace=("diamond", TOKEN))
         report["judged"]["embedding"] = judged(ti, gen(embeddings=[str(emb)]), n, work / "judged-embedding")
         save()

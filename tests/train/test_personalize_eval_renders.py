@@ -46,3 +46,30 @@ def test_varied_and_varied_backgrounds_together_is_one_line_error(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--varied and --varied-backgrounds" in err
     assert not (tmp_path / "w").exists()  # nothing written
+
+
+def test_partner_renders_show_the_known_shape_and_the_judged_set_leaves_it_out(tmp_path):
+    script = runpy.run_path(str(SCRIPT), run_name="personalize_eval")
+    folder = script["render_shapes"](tmp_path / "d", "diamond", 64, captions=True, backgrounds=True, partner="circle")
+    shown = {}
+    for png in sorted(folder.glob("*.png")):
+        found = detect(np.asarray(Image.open(png).convert("RGB"))).objects  # as the judge sees them
+        shown[png.stem.split("_")[1]] = sorted((o.colour, o.shape) for o in found)
+    colours = script["COLOURS"]
+    for i, colour in enumerate(colours):
+        partner = [(colours[(i + 2) % 5], "circle")] if i % 2 == 0 else []
+        assert shown[colour] == sorted([(colour, "diamond")] + partner), colour
+    assert (folder / "diamond_red.txt").read_text().splitlines()[0] == (
+        "a red diamond and a green circle on a blue background")
+    judged = script["shape_prompts"]("diamond", "circle")
+    assert len(judged) == 42 and not any("circle" in p for p, c in judged if c in ("two_object", "position"))
+    assert len(script["shape_prompts"]("diamond")) == 43
+
+
+def test_partner_must_be_a_known_shape(tmp_path, capsys):
+    script = runpy.run_path(str(SCRIPT), run_name="personalize_eval")
+    with pytest.raises(SystemExit) as e:
+        script["main"](["--work", str(tmp_path / "w"), "--scores", str(tmp_path / "s.json"), "--partner", "crescent"])
+    assert e.value.code == 2
+    assert "--partner crescent: one of the shapes the model knows" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "w").exists()
