@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
         --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
         [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied]
-        [--varied-backgrounds] [--partner SHAPE]
+        [--varied-backgrounds] [--partner SHAPE] [--seed N]
         [--train-word [--init-class]] [--lora-layers attention|all] [--lora-lr LR] [--lora-batch B]
         [--lora-class-prompts N [--lora-class-images K] [--lora-prior-target noise|base] [--lora-prior-weight W]]
         [--dreambooth-train-word [--word-lr LR]] [--class-prompts N] [--prior-weight W]
@@ -26,7 +26,8 @@
    - the base model alone (what it does without being taught), the LoRA at weight 1, the LoRA at weight 0
      (bit-identical to the base: checked image by image), the DreamBooth model, and the embedding (prompts with
      ``<diamond>`` for "diamond", judged as the diamond prompt);
-   - stacking: 10 prompts naming a diamond and a crescent, with both LoRAs at weight 1 (``--stack-weight``).
+   - stacking: 10 prompts naming a diamond and a crescent, with both LoRAs at weight 1 (``--stack-weight``);
+     before it, the crescent LoRA alone on the crescent's single-object, colour and two-object prompts.
 4. With ``--benchmark``, the whole benchmark (``brushwork eval adherence``'s prompts) with the diamond LoRA at
    weight 1 and with the DreamBooth model, against ``--scores`` (the model's own report): the forgetting check.
 
@@ -156,7 +157,7 @@ def train(method: str, images: Path, out: Path, args, **kw) -> dict:
     from brushwork.train.personal.inputs import Settings
 
     s = Settings(method=method, images=str(images), model=args.model, steps=args.steps, out=str(out),
-                 work=str(out.parent / f"{out.name}.work"), progress=False, **kw)
+                 work=str(out.parent / f"{out.name}.work"), progress=False, seed=args.seed, **kw)
     t = time.monotonic()
     res = run(s, start=t)
     size = out.stat().st_size if out.is_file() else sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -187,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images-per-prompt", type=int, default=4)
     ap.add_argument("--no-base", action="store_true", help="skip judging the base model on the diamond set")
     ap.add_argument("--steps", type=int, default=None, help="override every method's default steps")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="every training run's seed (initial weights, noise, class images, batch order); the "
+                         "training renders and the judged images stay the same")
     ap.add_argument("--class-images", type=int, default=32)
     ap.add_argument("--captions", action="store_true",
                     help="write a caption per training image ('a red diamond'), instead of one instance prompt")
@@ -263,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                     "dreambooth_prior_target": args.dreambooth_prior_target, "dreambooth_lr": args.dreambooth_lr,
                     "class_prompts": args.class_prompts,
                     "class_images": args.class_images, "prior_weight": args.prior_weight, "word_lr": args.word_lr,
-                    "steps": args.steps,
+                    "steps": args.steps, "seed": args.seed,
                     "train_word": args.train_word, "varied": args.varied,
                     "varied_backgrounds": args.varied_backgrounds, "partner": args.partner,
                     "init_class": args.init_class,
@@ -309,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         pairs += [(f"a {a} diamond and a {b} crescent", "two_object")
                   for a, b in (("orange", "white"), ("pink", "black"), ("white", "orange"), ("black", "pink"),
                                ("purple", "yellow"))]
+        alone = bench_prompts([p for p in shape_prompts("crescent", args.partner)
+                               if p[1] in ("single_object", "colors", "two_object")])
+        report["judged"]["crescent_lora"] = judged(alone, gen(loras=[{"name": str(crescent), "weight": 1}]), n,
+                                                   work / "judged-crescent")
         both = [{"name": str(path), "weight": args.stack_weight} for path in (lora, crescent)]
         report["judged"]["stack"] = judged(bench_prompts(pairs), gen(loras=both), n, work / "judged-stack")
         save()
