@@ -139,6 +139,16 @@ def shape_prompts(shape: str = "diamond", partner: str | None = None) -> list[tu
     return out
 
 
+def stack_prompts() -> list[tuple[str, str]]:
+    """The 10 stacking prompts: a diamond and a crescent, with and without colours (none of them the background)."""
+    pairs = [(f"a diamond and a {c} crescent", "two_object") for c in ("red", "blue", "green")]
+    pairs += [("a diamond and a crescent", "two_object"), ("a crescent and a diamond", "two_object")]
+    pairs += [(f"a {a} diamond and a {b} crescent", "two_object")
+              for a, b in (("orange", "white"), ("pink", "black"), ("white", "orange"), ("black", "pink"),
+                           ("purple", "yellow"))]
+    return pairs
+
+
 def bench_prompts(pairs, replace: tuple[str, str] | None = None):
     """``BenchPrompt``s judged against each pair's own text; with ``replace`` (old, new) the text the model gets has
     ``old`` swapped for ``new`` (the embedding's token), while the judge still reads the original."""
@@ -308,17 +318,12 @@ def main(argv: list[str] | None = None) -> int:
                                                     flip=FLIP["crescent"], **lora_kw,
                                                     words=["crescent"] if args.train_word else [],
                                                     init_word=CLASS_WORD["crescent"] if args.init_class else None)
-        pairs = [(f"a diamond and a {c} crescent", "two_object") for c in ("red", "blue", "green")]
-        pairs += [("a diamond and a crescent", "two_object"), ("a crescent and a diamond", "two_object")]
-        pairs += [(f"a {a} diamond and a {b} crescent", "two_object")
-                  for a, b in (("orange", "white"), ("pink", "black"), ("white", "orange"), ("black", "pink"),
-                               ("purple", "yellow"))]
         alone = bench_prompts([p for p in shape_prompts("crescent", args.partner)
                                if p[1] in ("single_object", "colors", "two_object")])
         report["judged"]["crescent_lora"] = judged(alone, gen(loras=[{"name": str(crescent), "weight": 1}]), n,
                                                    work / "judged-crescent")
         both = [{"name": str(path), "weight": args.stack_weight} for path in (lora, crescent)]
-        report["judged"]["stack"] = judged(bench_prompts(pairs), gen(loras=both), n, work / "judged-stack")
+        report["judged"]["stack"] = judged(bench_prompts(stack_prompts()), gen(loras=both), n, work / "judged-stack")
         save()
     if "embedding" in only:
         emb = work / "diamond-embedding.safetensors"

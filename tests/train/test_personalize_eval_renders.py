@@ -73,3 +73,16 @@ def test_partner_must_be_a_known_shape(tmp_path, capsys):
     assert e.value.code == 2
     assert "--partner crescent: one of the shapes the model knows" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("bad, said", [("a.safetensors:1", "write NAME=FILE:WEIGHT"),
+                                       ("x=a.safetensors:heavy", "'heavy' is not a number"),
+                                       ("x=:1", "has no file")])
+def test_lora_probe_refuses_a_bad_set_in_one_line(tmp_path, capsys, bad, said):
+    probe = runpy.run_path(str(SCRIPT.with_name("lora_probe.py")), run_name="lora_probe")
+    with pytest.raises(SystemExit) as e:
+        probe["main"](["--out", str(tmp_path / "o"), "--set", bad])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert said in err[-1] and not err[-1].startswith("usage")
+    assert not (tmp_path / "o").exists()
