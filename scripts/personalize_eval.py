@@ -3,8 +3,8 @@
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/personalize_eval.py --work runs/personalize \\
         --scores outputs/eval-default/report.json [--model default] [--only lora,stack,embedding,dreambooth]
         [--benchmark] [--images-per-prompt 4] [--steps N] [--class-images K] [--captions] [--varied]
-        [--varied-backgrounds] [--partner SHAPE] [--seed N]
-        [--train-word [--init-class]] [--lora-layers attention|all] [--lora-lr LR] [--lora-batch B]
+        [--varied-backgrounds] [--partner SHAPE[,SHAPE...]] [--seed N]
+        [--train-word [--init-class]] [--lora-layers attention|all|cross] [--lora-lr LR] [--lora-batch B]
         [--lora-class-prompts N [--lora-class-images K] [--lora-prior-target noise|base] [--lora-prior-weight W]]
         [--dreambooth-train-word [--word-lr LR]] [--class-prompts N] [--prior-weight W]
         [--dreambooth-prior-target noise|base] [--dreambooth-lr LR]
@@ -66,7 +66,7 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
     ``backgrounds``: only the backgrounds chosen so, the sizes still drawn by the sampler. The
     captions name the shape as ``word`` (an embedding's token) when given. ``partner`` (a shape the model knows):
     renders 1, 3 and 5 show one beside the new shape, in another training colour ("a red diamond and a green
-    circle"), so the new shape is seen sharing a picture. ``variants`` > 1: each caption file
+    circle"), so the new shape is seen sharing a picture; several shapes, comma-separated, take turns. ``variants`` > 1: each caption file
     holds that many distinct lines, the first the plain caption and the rest the world captioner's phrasings of
     the same scene (some leave the colour out, some name the background)."""
     import numpy as np
@@ -80,10 +80,11 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
     folder.mkdir(parents=True, exist_ok=True)
     for p in folder.iterdir():
         p.unlink()
+    partners = partner.split(",") if partner else []
     for i, colour in enumerate(COLOURS):
         text = f"a {VARIED_SIZES[i] if varied else ''}{colour} {shape}"
-        if partner and i % 2 == 0:
-            text += f" and a {COLOURS[(i + 2) % len(COLOURS)]} {partner}"
+        if partners and i % 2 == 0:
+            text += f" and a {COLOURS[(i + 2) % len(COLOURS)]} {partners[i // 2 % len(partners)]}"
         if varied or backgrounds:
             text += f" on a {COLOURS[(i + 1) % len(COLOURS)]} background"
         spec = parse(text)
@@ -118,13 +119,13 @@ def world_prompts(n: int, size: int, seed: int = 1) -> list[str]:
 
 def shape_prompts(shape: str = "diamond", partner: str | None = None) -> list[tuple[str, str]]:
     """43 ``(prompt, category)`` pairs about ``shape``; colours other than the training renders' come first. With
-    ``partner`` (the shape the training renders show beside it) the two-object and position prompts leave it out,
-    a pairing those renders show (42 pairs)."""
+    ``partner`` (the shapes, comma-separated, that the training renders show beside it) the two-object and
+    position prompts leave them out, pairings those renders show (42 pairs with one partner, 41 with two)."""
     from brushwork.world.vocab import PALETTE, TRAIN_SHAPES
 
     new = [c for c in PALETTE if c not in COLOURS]
     colours = new + list(COLOURS)
-    others = [s for s in TRAIN_SHAPES if s != partner]
+    others = [s for s in TRAIN_SHAPES if s not in (partner or "").split(",")]
     plural = shape + "s"
     out = [(f"a {shape}", "single_object"), (f"a small {shape}", "single_object"), (f"a large {shape}", "single_object")]
     out += [(f"a {shape} on a {c} background", "single_object") for c in new[:7]]
@@ -207,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--caption-variants", type=int, default=1,
                     help="with --captions: this many distinct captions per image, one per line (the world captioner's)")
     ap.add_argument("--lora-text-encoder", action="store_true", help="LoRAs train on the text encoder too")
-    ap.add_argument("--lora-layers", default="attention", help="LoRAs' UNet layers: attention or all (LoCon)")
+    ap.add_argument("--lora-layers", default="attention",
+                    help="LoRAs' UNet layers: attention, all (LoCon) or cross (cross-attention keys and values)")
     ap.add_argument("--lora-class-prompts", type=int, default=0, metavar="N",
                     help="LoRA prior preservation over N world training captions (train lora --class-prompts)")
     ap.add_argument("--lora-class-images", type=int, default=32, help="with --lora-class-prompts: class images")
@@ -241,16 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-class", action="store_true",
                     help="with --train-word: start the word's vectors from the nearest known shape's "
                          "(--init-word square for diamond, circle for crescent)")
-    ap.add_argument("--partner", default=None, metavar="SHAPE",
-                    help="3 of the 5 training renders show this known shape beside the new one (the judged set "
-                         "leaves it out of its two-object and position prompts)")
+    ap.add_argument("--partner", default=None, metavar="SHAPE[,SHAPE...]",
+                    help="3 of the 5 training renders show this known shape beside the new one (several: they take "
+                         "turns; the judged set leaves them out of its two-object and position prompts)")
     args = ap.parse_args(argv)
     if args.varied and args.varied_backgrounds:
         ap.error("--varied and --varied-backgrounds: choose one (--varied already varies the backgrounds)")
     from brushwork.world.vocab import TRAIN_SHAPES
 
-    if args.partner is not None and args.partner not in TRAIN_SHAPES:
-        ap.error(f"--partner {args.partner}: one of the shapes the model knows ({', '.join(TRAIN_SHAPES)})")
+    for shape in (args.partner.split(",") if args.partner is not None else []):
+        if shape not in TRAIN_SHAPES:
+            ap.error(f"--partner {args.partner}: {shape!r} is not one of the shapes the model knows "
+                     f"({', '.join(TRAIN_SHAPES)})")
     if args.caption_variants < 1 or (args.caption_variants > 1 and not args.captions):
         ap.error(f"--caption-variants {args.caption_variants}: a whole number >= 1, above 1 only with --captions")
     work = Path(args.work)

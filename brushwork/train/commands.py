@@ -108,7 +108,8 @@ def _register_personal(tsub) -> None:
             q.add_argument("--layers", default="attention",
                            help="the UNet layers it trains: attention (default), or all (LoCon: also the ResNet "
                                 "convolutions, feed-forward layers and transformer projections; more capacity, "
-                                "larger file)")
+                                "larger file), or cross (only the cross-attention keys and values, which read "
+                                "the prompt: for concepts meant to be combined)")
             q.add_argument("--text-encoder", action="store_true", help="also train LoRA on the text encoder")
             q.add_argument("--train-word", dest="words", action="append", default=[], metavar="WORD",
                            help="also train this caption word's token embedding, bundled in the LoRA file and used "

@@ -48,30 +48,35 @@ def test_varied_and_varied_backgrounds_together_is_one_line_error(tmp_path, caps
     assert not (tmp_path / "w").exists()  # nothing written
 
 
-def test_partner_renders_show_the_known_shape_and_the_judged_set_leaves_it_out(tmp_path):
+@pytest.mark.parametrize("partner, judged_prompts", [("circle", 42), ("circle,square", 41)])
+def test_partner_renders_show_the_known_shape_and_the_judged_set_leaves_it_out(tmp_path, partner, judged_prompts):
     script = runpy.run_path(str(SCRIPT), run_name="personalize_eval")
-    folder = script["render_shapes"](tmp_path / "d", "diamond", 64, captions=True, backgrounds=True, partner="circle")
+    folder = script["render_shapes"](tmp_path / "d", "diamond", 64, captions=True, backgrounds=True, partner=partner)
+    partners = partner.split(",")  # renders 1, 3 and 5, in turn
     shown = {}
     for png in sorted(folder.glob("*.png")):
         found = detect(np.asarray(Image.open(png).convert("RGB"))).objects  # as the judge sees them
         shown[png.stem.split("_")[1]] = sorted((o.colour, o.shape) for o in found)
     colours = script["COLOURS"]
     for i, colour in enumerate(colours):
-        partner = [(colours[(i + 2) % 5], "circle")] if i % 2 == 0 else []
-        assert shown[colour] == sorted([(colour, "diamond")] + partner), colour
+        beside = [(colours[(i + 2) % 5], partners[i // 2 % len(partners)])] if i % 2 == 0 else []
+        assert shown[colour] == sorted([(colour, "diamond")] + beside), colour
     assert (folder / "diamond_red.txt").read_text().splitlines()[0] == (
         "a red diamond and a green circle on a blue background")
-    judged = script["shape_prompts"]("diamond", "circle")
-    assert len(judged) == 42 and not any("circle" in p for p, c in judged if c in ("two_object", "position"))
+    judged = script["shape_prompts"]("diamond", partner)
+    assert len(judged) == judged_prompts
+    assert not any(s in p for s in partners for p, c in judged if c in ("two_object", "position"))
     assert len(script["shape_prompts"]("diamond")) == 43
 
 
-def test_partner_must_be_a_known_shape(tmp_path, capsys):
+@pytest.mark.parametrize("partner", ["crescent", "circle,crescent"])
+def test_partner_must_be_a_known_shape(tmp_path, capsys, partner):
     script = runpy.run_path(str(SCRIPT), run_name="personalize_eval")
     with pytest.raises(SystemExit) as e:
-        script["main"](["--work", str(tmp_path / "w"), "--scores", str(tmp_path / "s.json"), "--partner", "crescent"])
+        script["main"](["--work", str(tmp_path / "w"), "--scores", str(tmp_path / "s.json"), "--partner", partner])
     assert e.value.code == 2
-    assert "--partner crescent: one of the shapes the model knows" in capsys.readouterr().err.strip().splitlines()[-1]
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--partner {partner}: 'crescent' is not one of the shapes the model knows" in err
     assert not (tmp_path / "w").exists()
 
 

@@ -118,6 +118,7 @@ def test_bad_flags_are_one_line_errors_and_nothing_is_written(tmp_path, cli, mod
         (["lora", *common, "--out", out, "--alpha", "-1"], "--alpha must be a positive number"),
         (["lora", *common, "--out", out, "--batch", "0"], "--batch must be"),
         (["lora", *common, "--out", out, "--max-minutes", "0"], "--max-minutes must be positive"),
+        (["lora", *common, "--out", out, "--layers", "conv"], "--layers must be attention, all or cross (got 'conv')"),
         (["lora", *common, "--out", str(tmp_path / "nowhere" / "x.safetensors")],
          f"the folder {tmp_path / 'nowhere'} does not exist"),
         (["lora", *common, "--out", str(out_dir / "x.ckpt")], "must end in .safetensors"),

@@ -67,7 +67,7 @@ def _outputs(pipe, prompt="a diamond"):
 
 
 @pytest.mark.parametrize("model,text_encoder,layers", [("shapes", False, "attention"), ("sd1", True, "attention"),
-                                                        ("shapes", False, "all")])
+                                                        ("shapes", False, "all"), ("shapes", False, "cross")])
 def test_kohya_file_loaded_by_diffusers_reproduces_the_trained_model(tmp_path, world, model, text_encoder, layers):
     res = train_lora(_settings(world, tmp_path, model=model, text_encoder=text_encoder, layers=layers))
     assert res["done"] and res["step"] == 4
@@ -83,9 +83,11 @@ def test_kohya_file_loaded_by_diffusers_reproduces_the_trained_model(tmp_path, w
     keys = load_file(res["out"])
     assert all(k.startswith(("lora_unet_", "lora_te_text_model_encoder_layers_")) for k in keys)
     assert any(k.startswith("lora_te_") for k in keys) == text_encoder
-    for module in ("attn1_to_q", "attn1_to_k", "attn2_to_v", "attn2_to_out_0"):  # kohya: the module path, dots as _
+    modules = {"attn1_to_q", "attn1_to_k", "attn2_to_k", "attn2_to_v", "attn2_to_out_0"}
+    adapted = {"attn2_to_k", "attn2_to_v"} if layers == "cross" else modules  # cross: what reads the prompt
+    for module in modules:  # kohya: the module path, dots as _
         assert any(k.startswith("lora_unet_") and k.endswith(f"_transformer_blocks_0_{module}.lora_up.weight")
-                   for k in keys), module
+                   for k in keys) == (module in adapted), module
     alphas = {k: v for k, v in keys.items() if k.endswith(".alpha")}
     assert alphas and all(v.item() == 2.0 for v in alphas.values())
     downs = [v for k, v in keys.items() if k.endswith(".lora_down.weight")]

@@ -42,7 +42,8 @@ class Settings:
     batch: int | None = None
     rank: int = 8
     alpha: float | None = None  # None: the rank (LoRA scale 1)
-    layers: str = "attention"  # LoRA: "attention", or "all" (LoCon: convolutions and feed-forward layers too)
+    layers: str = "attention"  # LoRA: "attention", "all" (LoCon: convolutions and feed-forward layers too) or
+    # "cross" (cross-attention keys and values only)
     text_encoder: bool = False
     words: list[str] = field(default_factory=list)  # LoRA, DreamBooth: words whose token embeddings train too
     word_lr: float | None = None  # DreamBooth: the --train-word rows' learning rate
@@ -106,7 +107,7 @@ def check_settings(s: Settings) -> None:
     if s.method == "lora":
         need(is_int(s.rank) and 1 <= s.rank <= 1024, "--rank", "a whole number from 1 to 1024", s.rank)
         need(s.alpha is None or (is_num(s.alpha) and s.alpha > 0), "--alpha", "a positive number", s.alpha)
-        need(s.layers in ("attention", "all"), "--layers", "attention or all", s.layers)
+        need(s.layers in ("attention", "all", "cross"), "--layers", "attention, all or cross", s.layers)
     if s.method == "embedding":
         if not s.token or not s.token.strip() or s.token != s.token.strip() or any(c.isspace() for c in s.token):
             raise InvalidParameter(f"--token must be one word without spaces (got {s.token!r})")

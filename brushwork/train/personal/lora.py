@@ -29,7 +29,13 @@ from brushwork.train.personal.words import TrainedWords, check_words
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 # --layers all: LoCon, kohya's name for LoRA on the convolutions too (the ResNets hold most of a UNet's weights)
 UNET_ALL_TARGETS = UNET_TARGETS + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2"]
-LAYERS = {"attention": UNET_TARGETS, "all": UNET_ALL_TARGETS}
+# --layers cross: only the cross-attention keys and values, the layers that read the prompt (Custom Diffusion's
+# choice for concepts meant to be combined): the picture's layout machinery stays the base model's
+UNET_CROSS_TARGETS = r".*attn2\.to_[kv]"
+LAYERS = {"attention": UNET_TARGETS, "all": UNET_ALL_TARGETS, "cross": UNET_CROSS_TARGETS}
+TRAINED = {"attention": "UNet attention (to_q, to_k, to_v, to_out.0)",
+           "all": "UNet attention, feed-forward, transformer projections and ResNet convolutions (LoCon)",
+           "cross": "UNet cross-attention keys and values (attn2.to_k, attn2.to_v)"}
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 PRIOR_DRAWS = 4  # --prior-target base: noised copies of each class image (and its mirror) whose targets are kept
 ARCHITECTURES = {"brushwork-shapes": "brushwork-shapes", "sd_v1": "stable-diffusion-v1", "sd_v2": "stable-diffusion-v2"}
@@ -151,8 +157,7 @@ def train_lora(s: Settings, *, start: float | None = None) -> dict:
     save_atomic(tensors, out, meta)
     card = write_card(out.with_suffix(".md"), f"LoRA: {out.stem}", base, {
         "Trigger words": f"`{trigger}`", "Rank / alpha": f"{s.rank} / {alpha:g}",
-        "Trained": ("UNet attention (to_q, to_k, to_v, to_out.0)" if s.layers == "attention" else
-                    "UNet attention, feed-forward, transformer projections and ResNet convolutions (LoCon)") + (
+        "Trained": TRAINED[s.layers] + (
             " and text-encoder attention (q/k/v/out_proj)" if s.text_encoder else ""),
         "Steps": f"{res['step']} at batch {s.batch}, lr {s.lr:g}", "Minutes": f"{minutes:.1f}",
         "Training images": f"{len(inputs.captions)} at {size}×{size} px",
