@@ -7,7 +7,7 @@
         [--train-word [--init-class]] [--lora-layers attention|all|cross] [--lora-lr LR] [--lora-batch B]
         [--lora-class-prompts N [--lora-class-images K] [--lora-prior-target noise|base] [--lora-prior-weight W]]
         [--dreambooth-train-word [--word-lr LR]] [--class-prompts N] [--prior-weight W]
-        [--dreambooth-prior-target noise|base] [--dreambooth-lr LR]
+        [--dreambooth-prior-target noise|base] [--dreambooth-lr LR] [--embedding-shape SHAPE]
 
 1. Renders 5 images each of "a <colour> diamond" and "a <colour> crescent" (red, blue, green, yellow, purple;
    neither shape is in the default model's training data) at the model's native size; with ``--varied``, of
@@ -25,7 +25,9 @@
    two_object, position), with colours, counts and layouts the 5 images never show:
    - the base model alone (what it does without being taught), the LoRA at weight 1, the LoRA at weight 0
      (bit-identical to the base: checked image by image), the DreamBooth model, and the embedding (prompts with
-     ``<diamond>`` for "diamond", judged as the diamond prompt);
+     ``<diamond>`` for "diamond", judged as the diamond prompt; the same prompts without it as a control;
+     ``--embedding-shape SHAPE`` trains it on a shape the model knows instead, as the token ``<sks>``, to show
+     what textual inversion does where the frozen UNet can draw the shape);
    - stacking: 10 prompts naming a diamond and a crescent, with both LoRAs at weight 1 (``--stack-weight``);
      before it, the crescent LoRA alone on the crescent's single-object, colour and two-object prompts.
 4. With ``--benchmark``, the whole benchmark (``brushwork eval adherence``'s prompts) with the diamond LoRA at
@@ -243,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-class", action="store_true",
                     help="with --train-word: start the word's vectors from the nearest known shape's "
                          "(--init-word square for diamond, circle for crescent)")
+    ap.add_argument("--embedding-shape", default="diamond", metavar="SHAPE",
+                    help="the embedding's shape: diamond (default), or one the model knows, trained as <sks> (what "
+                         "textual inversion does where the frozen UNet can draw the shape)")
     ap.add_argument("--partner", default=None, metavar="SHAPE[,SHAPE...]",
                     help="3 of the 5 training renders show this known shape beside the new one (several: they take "
                          "turns; the judged set leaves them out of its two-object and position prompts)")
@@ -251,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--varied and --varied-backgrounds: choose one (--varied already varies the backgrounds)")
     from brushwork.world.vocab import TRAIN_SHAPES
 
+    if args.embedding_shape != "diamond" and args.embedding_shape not in TRAIN_SHAPES:
+        ap.error(f"--embedding-shape {args.embedding_shape}: diamond or one of the shapes the model knows "
+                 f"({', '.join(TRAIN_SHAPES)})")
     for shape in (args.partner.split(",") if args.partner is not None else []):
         if shape not in TRAIN_SHAPES:
             ap.error(f"--partner {args.partner}: {shape!r} is not one of the shapes the model knows "
@@ -329,14 +337,18 @@ def main(argv: list[str] | None = None) -> int:
         both = [{"name": str(path), "weight": args.stack_weight} for path in (lora, crescent)]
         report["judged"]["stack"] = judged(bench_prompts(stack_prompts()), gen(loras=both), n, work / "judged-stack")
         save()
-    if "embedding" in only:
-        emb = work / "diamond-embedding.safetensors"
-        ti_images = render_shapes(work / "diamonds-ti", "diamond", native, word=TOKEN, **kw)
-        report["training"]["embedding"] = train("embedding", ti_images, emb, args, token=TOKEN, prompt=f"a {TOKEN}",
-                                                flip=FLIP["diamond"])
-        ti = bench_prompts([p for p in shape_prompts("diamond", args.partner) if p[1] in ("single_object", "colors")],
-                           replace=("diamond", TOKEN))
+    if "embedding" in only:  # written "a red <diamond>", the token it was trained as; judged as "a red diamond"
+        shape = args.embedding_shape
+        token = TOKEN if shape == "diamond" else "<sks>"
+        emb = work / f"{shape}-embedding.safetensors"
+        ti_images = render_shapes(work / f"{shape}s-ti", shape, native, word=token, **kw)
+        report["training"]["embedding"] = train("embedding", ti_images, emb, args, token=token, prompt=f"a {token}",
+                                                flip=FLIP.get(shape, True))
+        ti = bench_prompts([p for p in shape_prompts(shape, args.partner) if p[1] in ("single_object", "colors")],
+                           replace=(shape, token))
+        report["embedding_shape"] = shape
         report["judged"]["embedding"] = judged(ti, gen(embeddings=[str(emb)]), n, work / "judged-embedding")
+        report["judged"]["embedding_control"] = judged(ti, gen(), n, work / "judged-embedding-control")
         save()
     if "dreambooth" in only:
         db = work / "diamond-dreambooth"
@@ -383,7 +395,9 @@ def verdict(report: dict, own_overall: float, own: dict) -> dict:
               j["stack"]["overall"] >= 0.5 * own["two_object"])
     if "embedding" in j:
         v = j["embedding"]["categories"]["single_object"]
-        floor("embedding single_object", v, 0.5 * own["single_object"], v >= 0.5 * own["single_object"])
+        shape = report.get("embedding_shape", "diamond")
+        floor("embedding single_object" + ("" if shape == "diamond" else f" ({shape}, not the diamond)"), v,
+              0.5 * own["single_object"], v >= 0.5 * own["single_object"])
     if "dreambooth" in j:
         v = j["dreambooth"]["categories"]["single_object"]
         floor("dreambooth single_object", v, 0.8 * own["single_object"], v >= 0.8 * own["single_object"])

@@ -11,6 +11,9 @@ weight 0 is not applied at all, so its images are bit-identical to none. Kohya f
 peft's key names with ``alpha / rank`` folded into ``lora_B`` (diffusers 0.42's own kohya path drops the text
 encoder's attention LoRAs under transformers 5); every other layout goes to diffusers as it is.
 
+An embedding is written in the prompt by its name (the file's, as A1111 does); one that ``brushwork train
+embedding`` made may be written as the token it was trained as too (``<diamond>``).
+
 A LoRA's bundled embeddings (``bundle_emb.WORD.string_to_param.*``, as kohya and A1111 write them; ``brushwork
 train lora --train-word`` makes them) are loaded as private tokens ``<WORD-HASH>`` and, while the LoRA is applied
 (weight not 0), take the place of WORD in both prompts.
@@ -140,7 +143,7 @@ def apply(loaded, nets: Networks, *, allow_pickle: bool = False) -> Networks:
         elif state.get("adapters"):
             pipe.disable_lora()
         state["active"] = wanted
-    words = _bundled_words(pipe, state, active)
+    words = _bundled_words(pipe, state, active) | _embedding_triggers(nets.embeddings)
     for word, token in words.items():
         pattern = word_pattern(word)
         nets.prompt, nets.negative_prompt = pattern.sub(token, nets.prompt), pattern.sub(token, nets.negative_prompt)
@@ -213,6 +216,21 @@ def _bundled_words(pipe, state: dict, active: list[tuple[str, float]]) -> dict[s
                 loaded.add(token)
             words[word] = token
     return words
+
+
+def _embedding_triggers(embeddings: list[NetworkFile]) -> dict[str, str]:
+    """``{token: name}`` for embeddings that ``brushwork train embedding`` made: the token they were trained as
+    (``brushwork.token`` in the header, e.g. ``<diamond>``) means them too, besides their name (the file's)."""
+    out: dict[str, str] = {}
+    for f in embeddings:
+        token = (f.metadata or {}).get("brushwork.token")
+        if not token or token == f.name:
+            continue
+        if out.get(token, f.name) != f.name:
+            raise InvalidParameter(f"embeddings {out[token]!r} and {f.name!r} were both trained as {token!r}; write "
+                                   "their names in the prompt instead", field="embeddings")
+        out[token] = f.name
+    return out
 
 
 def kohya_to_peft(tensors: dict, pipe) -> dict | None:

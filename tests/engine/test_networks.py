@@ -229,6 +229,26 @@ def test_embedding_by_name_in_the_prompt(tiny_model, emb_dir, a1111):
     assert f'TI hashes: "shapey: {short_hash(emb_dir / "shapey.safetensors", "safetensors")}"' in g.infotexts[0]
 
 
+def test_embedding_answers_to_the_token_it_was_trained_as(tiny_model, emb_dir):
+    """``brushwork train embedding --token "<thing>" --out thing-ti.safetensors``: "a red <thing>" with
+    ``--embedding thing-ti`` uses it (the file's name works too); without the file the token means nothing."""
+    from safetensors.torch import save_file
+
+    studio = Studio()
+    width = _pipe(tiny_model).text_encoder.get_input_embeddings().weight.shape[1]
+    vectors = torch.randn(2, width, generator=torch.Generator().manual_seed(1))
+    save_file({"emb_params": vectors}, str(emb_dir / "thing-ti.safetensors"), metadata={"brushwork.token": "<thing>"})
+    save_file({"emb_params": -vectors}, str(emb_dir / "other-ti.safetensors"), metadata={"brushwork.token": "<thing>"})
+    by_token, _ = _gen(studio, tiny_model, "a red <thing>", embeddings=["thing-ti"])
+    by_name, _ = _gen(studio, tiny_model, "a red thing-ti", embeddings=["thing-ti"])
+    without, _ = _gen(studio, tiny_model, "a red <thing>")
+    assert np.array_equal(by_token, by_name)
+    assert np.abs(by_token - without).max() > 0
+    with pytest.raises(InvalidParameter) as e:  # two files trained as the same token: which one is meant?
+        _gen(studio, tiny_model, "a red <thing>", embeddings=["thing-ti", "other-ti"])
+    assert "'thing-ti' and 'other-ti' were both trained as '<thing>'" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_embedding_of_another_width_is_refused(tiny_model, emb_dir):
     from safetensors.torch import save_file
 

@@ -69,6 +69,17 @@ def test_partner_renders_show_the_known_shape_and_the_judged_set_leaves_it_out(t
     assert len(script["shape_prompts"]("diamond")) == 43
 
 
+def test_embedding_shape_must_be_the_diamond_or_a_known_shape(tmp_path, capsys):
+    script = runpy.run_path(str(SCRIPT), run_name="personalize_eval")
+    with pytest.raises(SystemExit) as e:
+        script["main"](["--work", str(tmp_path / "w"), "--scores", str(tmp_path / "s.json"),
+                        "--embedding-shape", "crescent"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--embedding-shape crescent: diamond or one of the shapes the model knows" in err
+    assert not (tmp_path / "w").exists()
+
+
 @pytest.mark.parametrize("partner", ["crescent", "circle,crescent"])
 def test_partner_must_be_a_known_shape(tmp_path, capsys, partner):
     script = runpy.run_path(str(SCRIPT), run_name="personalize_eval")
