@@ -68,9 +68,9 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
     ``backgrounds``: only the backgrounds chosen so, the sizes still drawn by the sampler. The
     captions name the shape as ``word`` (an embedding's token) when given. ``partner`` (a shape the model knows):
     renders 1, 3 and 5 show one beside the new shape, in another training colour ("a red diamond and a green
-    circle"), so the new shape is seen sharing a picture; several shapes, comma-separated, take turns. ``variants`` > 1: each caption file
-    holds that many distinct lines, the first the plain caption and the rest the world captioner's phrasings of
-    the same scene (some leave the colour out, some name the background)."""
+    circle"), so the new shape is seen sharing a picture; several shapes, comma-separated, take turns.
+    ``variants`` > 1: each caption file holds that many distinct lines, the first the plain caption and the rest
+    the world captioner's phrasings of the same scene (some leave the colour out, some name the background)."""
     import numpy as np
     from PIL import Image
 

@@ -37,7 +37,7 @@ TRAINED = {"attention": "UNet attention (to_q, to_k, to_v, to_out.0)",
            "all": "UNet attention, feed-forward, transformer projections and ResNet convolutions (LoCon)",
            "cross": "UNet cross-attention keys and values (attn2.to_k, attn2.to_v)"}
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-PRIOR_DRAWS = 4  # --prior-target base: noised copies of each class image (and its mirror) whose targets are kept
+PRIOR_DRAWS = 4  # --prior-target base: noised copies of each class image (and with --flip its mirror) kept
 ARCHITECTURES = {"brushwork-shapes": "brushwork-shapes", "sd_v1": "stable-diffusion-v1", "sd_v2": "stable-diffusion-v2"}
 
 
