@@ -59,6 +59,11 @@ CLASS_WORD = {"diamond": "square", "crescent": "circle"}  # the nearest shape th
 FLIP = {"diamond": True, "crescent": False}
 
 
+def partner_shapes(partner: str | None) -> list[str]:
+    """``--partner``'s shapes: "circle,square" → ["circle", "square"]; none → []."""
+    return partner.split(",") if partner else []
+
+
 def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: bool = False,
                   varied: bool = False, word: str | None = None, variants: int = 1,
                   backgrounds: bool = False, partner: str | None = None) -> Path:
@@ -82,7 +87,7 @@ def render_shapes(folder: Path, shape: str, size: int, seed: int = 0, captions: 
     folder.mkdir(parents=True, exist_ok=True)
     for p in folder.iterdir():
         p.unlink()
-    partners = partner.split(",") if partner else []
+    partners = partner_shapes(partner)
     for i, colour in enumerate(COLOURS):
         text = f"a {VARIED_SIZES[i] if varied else ''}{colour} {shape}"
         if partners and i % 2 == 0:
@@ -127,7 +132,7 @@ def shape_prompts(shape: str = "diamond", partner: str | None = None) -> list[tu
 
     new = [c for c in PALETTE if c not in COLOURS]
     colours = new + list(COLOURS)
-    others = [s for s in TRAIN_SHAPES if s not in (partner or "").split(",")]
+    others = [s for s in TRAIN_SHAPES if s not in partner_shapes(partner)]
     plural = shape + "s"
     out = [(f"a {shape}", "single_object"), (f"a small {shape}", "single_object"), (f"a large {shape}", "single_object")]
     out += [(f"a {shape} on a {c} background", "single_object") for c in new[:7]]
@@ -259,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.embedding_shape != "diamond" and args.embedding_shape not in TRAIN_SHAPES:
         ap.error(f"--embedding-shape {args.embedding_shape}: diamond or one of the shapes the model knows "
                  f"({', '.join(TRAIN_SHAPES)})")
-    for shape in (args.partner.split(",") if args.partner is not None else []):
+    for shape in (args.partner.split(",") if args.partner is not None else []):  # "" too is refused
         if shape not in TRAIN_SHAPES:
             ap.error(f"--partner {args.partner}: {shape!r} is not one of the shapes the model knows "
                      f"({', '.join(TRAIN_SHAPES)})")
